@@ -1,0 +1,29 @@
+"""Serializer helpers shared by every app's API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rest_framework import serializers
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Rejects keys it does not declare (400, keyed by the unknown field), so a misspelt or
+    protected field is never silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """ISO 8601 in UTC with a ``Z`` suffix, as API.md shows."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("format", "%Y-%m-%dT%H:%M:%SZ")
+        kwargs.setdefault("default_timezone", dt.UTC)
+        super().__init__(**kwargs)

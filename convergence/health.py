@@ -1,0 +1,97 @@
+"""Liveness and readiness. Readiness really touches the database, the broker and the warehouse."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+import convergence
+
+logger = logging.getLogger(__name__)
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def check_broker() -> None:
+    from convergence.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def check_warehouse() -> None:
+    from convergence.warehouse import get_warehouse
+
+    get_warehouse().ping()
+
+
+CHECKS = {"database": check_database, "broker": check_broker, "warehouse": check_warehouse}
+
+
+def readiness() -> dict[str, str]:
+    """Each dependency: ``ok`` or ``error``. Details go to the log, never to the response."""
+    results: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception:
+            logger.warning("readiness check %s failed", name, exc_info=True)
+            results[name] = "error"
+        else:
+            results[name] = "ok"
+    return results
+
+
+class HealthApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="health",
+        responses=inline_serializer(
+            "Health", {"status": serializers.CharField(), "version": serializers.CharField()}
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok", "version": convergence.__version__})
+
+
+class ReadinessApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="health_ready",
+        responses={
+            (200, "application/json"): inline_serializer(
+                "Readiness",
+                {
+                    "status": serializers.CharField(),
+                    "checks": serializers.DictField(child=serializers.CharField()),
+                },
+            ),
+            (503, "application/json"): inline_serializer(
+                "ReadinessDegraded",
+                {
+                    "status": serializers.CharField(),
+                    "checks": serializers.DictField(child=serializers.CharField()),
+                },
+            ),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        checks = readiness()
+        healthy = all(value == "ok" for value in checks.values())
+        return Response(
+            {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+        )

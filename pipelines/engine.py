@@ -1,0 +1,199 @@
+"""Runs a loaded pipeline: steps in dependency order, each through its processor.
+
+This is the engine's core; run records, Celery delivery, cancellation and quotas build on it."""
+
+from __future__ import annotations
+
+import graphlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from convergence.kms import Kms, get_kms
+from convergence.logging import log_context
+from convergence.warehouse import JobLabels, Warehouse, WarehouseError, get_warehouse
+from pipelines.loader import Pipeline, ResolvedStep
+from pipelines.processors.base import StepError, StepResult
+from pipelines.registry import get_processor
+
+logger = logging.getLogger(__name__)
+
+
+class StepStatus:
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass
+class RunContext:
+    """What a step sees: who it runs for, its parameters, and the adapters."""
+
+    pipeline: Pipeline
+    tenant_id: str | None
+    run_id: str
+    parameters: dict[str, Any]
+    warehouse: Warehouse
+    kms_factory: Callable[[], Kms] = get_kms
+    step_id: str = ""
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def kms(self) -> Kms:
+        return self.kms_factory()
+
+    @property
+    def labels(self) -> JobLabels:
+        return JobLabels(tenant=self.tenant_id or "system", run=self.run_id, step=self.step_id)
+
+    def dataset(self, dataset_type: str) -> str:
+        """Resolve a dataset type to a name. A tenant pipeline only ever reaches its own dataset."""
+        if dataset_type == "tenant_dataset":
+            if self.tenant_id is None:
+                raise StepError("this step needs a tenant")
+            return f"{self.tenant_id}_{settings.ENV_SUFFIX}"
+        if dataset_type == "central":
+            if not self.pipeline.is_system:
+                raise StepError("only system pipelines may use the central dataset")
+            return str(settings.CENTRAL_DATASET)
+        raise StepError(f"unknown dataset_type {dataset_type!r}")
+
+
+@dataclass
+class StepOutcome:
+    step_id: str
+    ps_type: str
+    status: str
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: StepResult | None = None
+    error: str = ""
+
+
+@dataclass
+class PipelineOutcome:
+    status: str
+    steps: list[StepOutcome]
+    error: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == StepStatus.COMPLETED
+
+    def outputs(self, step_id: str) -> dict[str, Any]:
+        for step in self.steps:
+            if step.step_id == step_id and step.result is not None:
+                return step.result.outputs
+        return {}
+
+
+def step_order(pipeline: Pipeline) -> list[ResolvedStep]:
+    """Steps sorted so each comes after its dependencies; ties keep config order."""
+    by_id = {step.step_id: step for step in pipeline.steps}
+    position = {step.step_id: index for index, step in enumerate(pipeline.steps)}
+    sorter = graphlib.TopologicalSorter({step.step_id: step.depends_on for step in pipeline.steps})
+    sorter.prepare()
+    ordered: list[ResolvedStep] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        for step_id in ready:
+            ordered.append(by_id[step_id])
+            sorter.done(step_id)
+    return ordered
+
+
+def _run_step(step: ResolvedStep, context: RunContext, sleep: Callable[[float], None]) -> StepOutcome:
+    outcome = StepOutcome(
+        step_id=step.step_id, ps_type=step.ps_type, status=StepStatus.FAILED, started_at=time.time()
+    )
+    processor = get_processor(step.ps_type)()
+    try:
+        config = context.pipeline.step_config(step, tenant_id=context.tenant_id)
+    except (KeyError, ValueError):
+        logger.exception("step %s has an invalid configuration", step.step_id)
+        outcome.error = "invalid step configuration"
+        outcome.finished_at = time.time()
+        return outcome
+    delay = 1.0
+    while True:
+        outcome.attempts += 1
+        try:
+            outcome.result = processor.run(context, config)
+            outcome.status = StepStatus.COMPLETED
+            break
+        except (StepError, WarehouseError) as exc:
+            message, retryable = exc.message, exc.retryable
+        except Exception:
+            logger.exception("step %s raised unexpectedly", step.step_id)
+            message, retryable = "internal error in step (see server logs)", False
+        if retryable and outcome.attempts <= step.retries:
+            logger.warning(
+                "step %s failed (attempt %d), retrying in %.1fs: %s",
+                step.step_id,
+                outcome.attempts,
+                delay,
+                message,
+            )
+            sleep(delay)
+            delay = min(delay * 2, 60.0)
+            continue
+        outcome.error = message
+        logger.warning("step %s failed: %s", step.step_id, message)
+        break
+    outcome.finished_at = time.time()
+    return outcome
+
+
+def execute(
+    pipeline: Pipeline,
+    *,
+    tenant_id: str | None,
+    parameters: dict[str, Any],
+    run_id: str | None = None,
+    warehouse: Warehouse | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PipelineOutcome:
+    """Run every step in dependency order. A failed step marks its dependants SKIPPED; the pipeline
+    is COMPLETED only if every step completed. Never raises for a step failure."""
+    context = RunContext(
+        pipeline=pipeline,
+        tenant_id=tenant_id,
+        run_id=run_id or uuid.uuid4().hex,
+        parameters=parameters,
+        warehouse=warehouse or get_warehouse(),
+    )
+    outcomes: list[StepOutcome] = []
+    failed: set[str] = set()
+    with log_context(tenant=tenant_id or "system", run=context.run_id):
+        for step in step_order(pipeline):
+            if any(dependency in failed for dependency in step.depends_on):
+                outcomes.append(
+                    StepOutcome(
+                        step_id=step.step_id,
+                        ps_type=step.ps_type,
+                        status=StepStatus.SKIPPED,
+                        error="a dependency failed",
+                    )
+                )
+                failed.add(step.step_id)
+                continue
+            context.step_id = step.step_id
+            with log_context(step=step.step_id):
+                outcome = _run_step(step, context, sleep)
+            outcomes.append(outcome)
+            if outcome.status == StepStatus.COMPLETED and outcome.result is not None:
+                context.outputs[step.step_id] = outcome.result.outputs
+            else:
+                failed.add(step.step_id)
+    first_error = next((o for o in outcomes if o.status == StepStatus.FAILED), None)
+    if first_error is None:
+        return PipelineOutcome(status=StepStatus.COMPLETED, steps=outcomes)
+    return PipelineOutcome(
+        status=StepStatus.FAILED, steps=outcomes, error=f"step {first_error.step_id}: {first_error.error}"
+    )

@@ -1,0 +1,231 @@
+"""Admin API (tenants, keys, bootstrap) and the tenant's own profile endpoint."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from convergence.api.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from convergence.api.pagination import PageNumberPagination
+from convergence.api.serializers import StrictInputSerializer
+from tenants import selectors, services
+from tenants.authentication import AdminApi, TenantApi
+from tenants.models import TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
+from tenants.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyOutputSerializer,
+    TenantOutputSerializer,
+    api_key_created_representation,
+    tenant_representation,
+)
+
+ERROR_RESPONSES: dict[int, Any] = {
+    code: inline_serializer(
+        f"Error{code}",
+        {
+            "error": inline_serializer(
+                f"ErrorBody{code}",
+                {
+                    "code": serializers.CharField(),
+                    "message": serializers.CharField(),
+                    "details": serializers.DictField(),
+                },
+            )
+        },
+    )
+    for code in (400, 401, 403, 404, 409, 413, 503)
+}
+
+
+def _errors(*codes: int) -> dict[int, Any]:
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _tenant_or_404(tenant_id: str) -> Any:
+    tenant = selectors.tenant_get(tenant_id=tenant_id) if re.match(TENANT_ID_PATTERN, tenant_id) else None
+    if tenant is None:
+        raise NotFound(f"Tenant {tenant_id!r} not found" if len(tenant_id) <= 50 else "Tenant not found")
+    return tenant
+
+
+class BootstrapApi(AdminApi):
+    class InputSerializer(StrictInputSerializer):
+        force_recreate_dataset = serializers.BooleanField(default=False)
+        force_recreate_tables = serializers.BooleanField(default=False)
+
+    class OutputSerializer(serializers.Serializer):
+        status = serializers.CharField()
+        dataset_created = serializers.BooleanField()
+        tables_created = serializers.IntegerField()
+        tables_existing = serializers.IntegerField()
+        message = serializers.CharField()
+
+    @extend_schema(
+        operation_id="admin_bootstrap",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **_errors(400, 401, 503)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validate(self.InputSerializer, request.data)
+        try:
+            result = services.bootstrap_run(actor=self.actor(request), **data)
+        except RuntimeError as exc:
+            raise ServiceUnavailable(f"Bootstrap failed: {exc}") from exc
+        return Response(self.OutputSerializer(result).data)
+
+
+class TenantCollectionApi(AdminApi):
+    class InputSerializer(StrictInputSerializer):
+        tenant_id = serializers.CharField(max_length=200)
+        description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+        contact_email = serializers.EmailField(required=False, allow_blank=True, default="")
+        plan = serializers.ChoiceField(choices=PlanCode.choices, required=False, default=PlanCode.STARTER)
+        subscription_status = serializers.ChoiceField(
+            choices=[SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL],
+            required=False,
+            default=SubscriptionStatus.ACTIVE,
+        )
+
+    @extend_schema(
+        operation_id="admin_tenants_list",
+        responses={200: TenantOutputSerializer(many=True), **_errors(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(selectors.tenant_list(), request, view=self)
+        return paginator.get_paginated_response([tenant_representation(tenant) for tenant in page or []])
+
+    @extend_schema(
+        operation_id="admin_tenants_create",
+        request=InputSerializer,
+        responses={201: TenantOutputSerializer, **_errors(400, 401, 409, 503)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validate(self.InputSerializer, request.data)
+        tenant_id = data["tenant_id"]
+        if not re.match(TENANT_ID_PATTERN, tenant_id):
+            raise InvalidRequest(
+                "tenant_id must be 3-50 characters: lowercase letters, digits and _, starting with a letter",
+                code="invalid_tenant_id",
+                details={
+                    "tenant_id": ["3-50 characters: lowercase letters, digits and _, starting with a letter."]
+                },
+            )
+        try:
+            tenant = services.tenant_create(actor=self.actor(request), **data)
+        except services.TenantExistsError as exc:
+            raise Conflict(f"Tenant {tenant_id!r} already exists", code="tenant_exists") from exc
+        except DjangoValidationError as exc:
+            raise InvalidRequest(
+                "Invalid tenant_id", code="invalid_tenant_id", details={"tenant_id": exc.messages}
+            ) from exc
+        except services.OnboardingError as exc:
+            raise ServiceUnavailable(
+                "Could not create the tenant's warehouse dataset; nothing was created"
+            ) from exc
+        return Response(tenant_representation(tenant), status=status.HTTP_201_CREATED)
+
+
+class TenantDetailApi(AdminApi):
+    class InputSerializer(StrictInputSerializer):
+        description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        contact_email = serializers.EmailField(required=False, allow_blank=True)
+        plan = serializers.ChoiceField(choices=PlanCode.choices, required=False)
+        subscription_status = serializers.ChoiceField(choices=SubscriptionStatus.choices, required=False)
+
+    @extend_schema(
+        operation_id="admin_tenants_get", responses={200: TenantOutputSerializer, **_errors(401, 404)}
+    )
+    def get(self, request: Request, tenant_id: str) -> Response:
+        return Response(tenant_representation(_tenant_or_404(tenant_id)))
+
+    @extend_schema(
+        operation_id="admin_tenants_update",
+        request=InputSerializer,
+        responses={200: TenantOutputSerializer, **_errors(400, 401, 404)},
+    )
+    def patch(self, request: Request, tenant_id: str) -> Response:
+        tenant = _tenant_or_404(tenant_id)
+        data = _validate(self.InputSerializer, request.data)
+        tenant = services.tenant_update(tenant=tenant, actor=self.actor(request), **data)
+        return Response(tenant_representation(tenant))
+
+
+class ApiKeyCollectionApi(AdminApi):
+    class InputSerializer(StrictInputSerializer):
+        tenant_id = serializers.CharField(max_length=200)
+        description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+    @extend_schema(
+        operation_id="admin_api_keys_list",
+        parameters=[
+            OpenApiParameter("tenant_id", str, required=False, description="Only this tenant's keys")
+        ],
+        responses={200: ApiKeyOutputSerializer(many=True), **_errors(400, 401, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        tenant_id = request.query_params.get("tenant_id")
+        if tenant_id is not None:
+            _tenant_or_404(tenant_id)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(selectors.api_key_list(tenant_id=tenant_id), request, view=self)
+        return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="admin_api_keys_create",
+        request=InputSerializer,
+        responses={201: ApiKeyCreatedSerializer, **_errors(400, 401, 404)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validate(self.InputSerializer, request.data)
+        tenant = _tenant_or_404(data["tenant_id"])
+        try:
+            key, raw = services.api_key_create(
+                tenant=tenant,
+                actor=self.actor(request),
+                description=data["description"],
+                expires_at=data["expires_at"],
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), details={"expires_at": [str(exc)]}) from exc
+        return Response(api_key_created_representation(key, raw), status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailApi(AdminApi):
+    class OutputSerializer(serializers.Serializer):
+        tenant_api_key_hash = serializers.CharField(source="key_hash")
+        is_active = serializers.BooleanField()
+        revoked_at = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="admin_api_keys_revoke", responses={200: OutputSerializer, **_errors(401, 404)}
+    )
+    def delete(self, request: Request, key_hash: str) -> Response:
+        key = (
+            selectors.api_key_get_by_hash(key_hash=key_hash)
+            if re.fullmatch(r"[0-9a-f]{64}", key_hash)
+            else None
+        )
+        if key is None:
+            raise NotFound("API key not found")
+        key = services.api_key_revoke(key=key, actor=self.actor(request))
+        return Response(self.OutputSerializer(key).data)
+
+
+class TenantSelfApi(TenantApi):
+    @extend_schema(operation_id="tenant_get", responses={200: TenantOutputSerializer, **_errors(401, 403)})
+    def get(self, request: Request, tenant_id: str) -> Response:
+        return Response(tenant_representation(self.tenant(request)))

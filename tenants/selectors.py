@@ -1,0 +1,100 @@
+"""Read-side queries for tenants, subscriptions, usage and keys."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from tenants.models import SubscriptionStatus, Tenant, TenantApiKey, TenantUsage
+
+
+def tenant_queryset() -> QuerySet[Tenant]:
+    return Tenant.objects.select_related("subscription__plan", "usage")
+
+
+def tenant_get(*, tenant_id: str) -> Tenant | None:
+    """The tenant with its subscription, plan and usage in one query, or None."""
+    return tenant_queryset().filter(tenant_id=tenant_id).first()
+
+
+def tenant_list() -> QuerySet[Tenant]:
+    return tenant_queryset().order_by("tenant_id")
+
+
+@dataclass(frozen=True)
+class UsageView:
+    """Usage as of now: counters from a past day or period read as zero until the next write."""
+
+    runs_today: int
+    runs_this_period: int
+    running: int
+    daily_limit: int
+    monthly_limit: int
+    concurrent_limit: int
+
+    @property
+    def daily_remaining(self) -> int:
+        return max(self.daily_limit - self.runs_today, 0)
+
+    @property
+    def monthly_remaining(self) -> int:
+        return max(self.monthly_limit - self.runs_this_period, 0)
+
+
+def add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    """Same day-of-month ``months`` later, clamped to the month's last day (Jan 31 + 1 = Feb 28/29)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def current_period_start(*, anchor: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """The start of the billing period containing ``now`` for a subscription anchored at ``anchor``
+    (periods restart on each monthly anniversary)."""
+    months = (now.year - anchor.year) * 12 + (now.month - anchor.month)
+    start = add_months(anchor, max(months, 0))
+    if start > now:
+        start = add_months(anchor, max(months - 1, 0))
+    return start
+
+
+def usage_view(*, tenant: Tenant, now: dt.datetime | None = None) -> UsageView:
+    now = now or timezone.now()
+    plan = tenant.subscription.plan
+    usage: TenantUsage = tenant.usage
+    today = now.astimezone(dt.UTC).date()
+    period = current_period_start(anchor=tenant.subscription.current_period_start, now=now)
+    return UsageView(
+        runs_today=usage.runs_today if usage.day == today else 0,
+        runs_this_period=usage.runs_this_period if usage.period_start >= period else 0,
+        running=usage.running,
+        daily_limit=plan.daily_limit,
+        monthly_limit=plan.monthly_limit,
+        concurrent_limit=plan.concurrent_limit,
+    )
+
+
+def subscription_is_active(*, tenant: Tenant, now: dt.datetime | None = None) -> bool:
+    """ACTIVE, or TRIAL whose trial has not ended."""
+    subscription = tenant.subscription
+    if subscription.status == SubscriptionStatus.ACTIVE:
+        return True
+    if subscription.status == SubscriptionStatus.TRIAL:
+        return subscription.trial_ends_at is None or subscription.trial_ends_at > (now or timezone.now())
+    return False
+
+
+def api_key_list(*, tenant_id: str | None = None) -> QuerySet[TenantApiKey]:
+    keys = TenantApiKey.objects.select_related("tenant").order_by("-created_at")
+    if tenant_id is not None:
+        keys = keys.filter(tenant_id=tenant_id)
+    return keys
+
+
+def api_key_get_by_hash(*, key_hash: str) -> TenantApiKey | None:
+    return TenantApiKey.objects.filter(key_hash=key_hash).first()
