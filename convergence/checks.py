@@ -32,7 +32,8 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         )
     for template in settings.TEMPLATES:
-        for directory in template.get("DIRS", []):
+        directories: Any = template.get("DIRS", [])
+        for directory in directories:
             if str(directory).rstrip("/").endswith(str(settings.PIPELINE_TEMPLATES_DIR)):
                 errors.append(
                     Error(

@@ -31,6 +31,20 @@ class StepStatus:
 
 
 @dataclass
+class DQRecord:
+    """One data-quality check's result, recorded by ``dq.checks`` and persisted with the run."""
+
+    step_id: str
+    check: str
+    table: str
+    status: str  # PASS | WARN | FAIL
+    severity: str  # error | warn
+    observed: str
+    expected: str
+    message: str = ""
+
+
+@dataclass
 class RunContext:
     """What a step sees: who it runs for, its parameters, and the adapters."""
 
@@ -42,6 +56,15 @@ class RunContext:
     kms_factory: Callable[[], Kms] = get_kms
     step_id: str = ""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dq_results: list[DQRecord] = field(default_factory=list)
+
+    def record_dq(self, *, check: str, table: str, status: str, severity: str, observed: Any, expected: Any,
+                  message: str = "") -> DQRecord:
+        """Keep one check's result; the engine stores it with the step."""
+        record = DQRecord(step_id=self.step_id, check=check, table=table, status=status, severity=severity,
+                          observed=str(observed), expected=str(expected), message=message)
+        self.dq_results.append(record)
+        return record
 
     @property
     def kms(self) -> Kms:

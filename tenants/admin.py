@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 from django.shortcuts import redirect
@@ -29,7 +29,7 @@ from tenants.models import (
     TenantApiKey,
     TenantUsage,
 )
-from tenants.selectors import usage_view
+from tenants.selectors import current_counts, usage_view
 
 
 def staff_actor(request: HttpRequest) -> Actor:
@@ -64,7 +64,7 @@ class SubscriptionInline(admin.StackedInline):
     extra = 0
     max_num = 1
     fields = ("plan", "status", "started_at", "current_period_start", "trial_ends_at", "updated_at")
-    readonly_fields = ("started_at", "current_period_start", "updated_at")
+    readonly_fields = ("started_at", "current_period_start", "trial_ends_at", "updated_at")
 
 
 class UsageInline(admin.StackedInline):
@@ -73,7 +73,7 @@ class UsageInline(admin.StackedInline):
     extra = 0
     max_num = 1
     verbose_name_plural = "usage"
-    fields = ("runs_today_now", "runs_this_period_now", "running", "day", "period_start", "updated_at")
+    fields = ("runs_today_now", "runs_this_period_now", "day", "period_start", "updated_at")
     readonly_fields = fields
 
     @admin.display(description="runs today")
@@ -120,6 +120,28 @@ class TenantCreationForm(forms.ModelForm):
         return tenant_id
 
 
+class PlanFilter(admin.SimpleListFilter):
+    title = "plan"
+    parameter_name = "plan"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(code, label) for code, label in PlanCode.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
+        return queryset.filter(subscription__plan__code=self.value()) if self.value() else queryset
+
+
+class SubscriptionStatusFilter(admin.SimpleListFilter):
+    title = "subscription status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(code, label) for code, label in SubscriptionStatus.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
+        return queryset.filter(subscription__status=self.value()) if self.value() else queryset
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = (
@@ -131,7 +153,7 @@ class TenantAdmin(admin.ModelAdmin):
         "dataset_id",
         "created_at",
     )
-    list_filter = ("subscription__plan__code", "subscription__status", "created_at")
+    list_filter = (PlanFilter, SubscriptionStatusFilter, "created_at")
     search_fields = ("tenant_id", "description", "contact_email")
     list_select_related = ("subscription__plan", "usage")
     readonly_fields = ("tenant_id", "dataset_id", "created_at", "updated_at", "generate_key_link")
@@ -145,6 +167,19 @@ class TenantAdmin(admin.ModelAdmin):
         "generate_key_link",
     )
     date_hierarchy = "created_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        from pipelines.models import ACTIVE_STATUSES
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(running_runs=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES)))
+        )
+
+    @admin.display(description="running", ordering="running_runs")
+    def running(self, obj: Tenant) -> int:
+        return int(getattr(obj, "running_runs", 0))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -172,11 +207,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.display(description="runs today")
     def runs_today(self, obj: Tenant) -> int:
-        return usage_view(tenant=obj).runs_today
-
-    @admin.display(description="running", ordering="usage__running")
-    def running(self, obj: Tenant) -> int:
-        return obj.usage.running
+        return current_counts(tenant=obj)[0]
 
     @admin.display(description="API keys")
     def generate_key_link(self, obj: Tenant) -> str:

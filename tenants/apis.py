@@ -6,7 +6,16 @@ import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +24,7 @@ from convergence.api.errors import Conflict, InvalidRequest, NotFound, ServiceUn
 from convergence.api.pagination import PageNumberPagination
 from convergence.api.serializers import StrictInputSerializer
 from tenants import selectors, services
-from tenants.authentication import AdminApi, TenantApi
+from tenants.authentication import MAX_USER_ID_LENGTH, AdminApi, TenantApi
 from tenants.models import TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
@@ -43,8 +52,65 @@ ERROR_RESPONSES: dict[int, Any] = {
 }
 
 
+class AdminKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "tenants.authentication.AdminKeyAuthentication"
+    name = "AdminKey"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "X-Admin-Key"}
+
+
+class TenantKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "tenants.authentication.TenantKeyAuthentication"
+    name = "TenantKey"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+
+
+# Every authenticated endpoint reads the optional audit header (400 when it is too long).
+USER_ID_HEADER = OpenApiParameter(
+    "X-User-ID",
+    {"type": "string", "maxLength": MAX_USER_ID_LENGTH, "pattern": "^[ -~]*$"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=f"Who is behind the request (audit only; at most {MAX_USER_ID_LENGTH} printable characters).",
+)
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, required=False, description="1-based page"),
+    OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1},
+        required=False,
+        description=f"Items per page (at most {PageNumberPagination.max_page_size})",
+    ),
+]
+KEY_HASH_PATTERN = r"^[0-9a-f]{64}$"
+TENANT_ID_SCHEMA = {"type": "string", "pattern": TENANT_ID_PATTERN, "maxLength": 50}
+TENANT_ID_PATH = OpenApiParameter("tenant_id", TENANT_ID_SCHEMA, OpenApiParameter.PATH)
+
+
+@extend_schema_field(TENANT_ID_SCHEMA)
+class TenantIdField(serializers.CharField):
+    """A tenant id in a request body. The view checks the pattern itself (400 ``invalid_tenant_id``
+    on create, 404 elsewhere); the schema documents it."""
+
+
 def _errors(*codes: int) -> dict[int, Any]:
     return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def _paginated(name: str, item: serializers.Serializer) -> Any:
+    """The DRF page envelope API.md documents: ``{"count", "next", "previous", "results"}``."""
+    return inline_serializer(
+        name,
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item,
+        },
+    )
 
 
 def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -61,10 +127,12 @@ def _tenant_or_404(tenant_id: str) -> Any:
 
 
 class BootstrapApi(AdminApi):
+    @extend_schema_serializer(component_name="BootstrapInput")
     class InputSerializer(StrictInputSerializer):
         force_recreate_dataset = serializers.BooleanField(default=False)
         force_recreate_tables = serializers.BooleanField(default=False)
 
+    @extend_schema_serializer(component_name="BootstrapResult")
     class OutputSerializer(serializers.Serializer):
         status = serializers.CharField()
         dataset_created = serializers.BooleanField()
@@ -74,6 +142,7 @@ class BootstrapApi(AdminApi):
 
     @extend_schema(
         operation_id="admin_bootstrap",
+        parameters=[USER_ID_HEADER],
         request=InputSerializer,
         responses={200: OutputSerializer, **_errors(400, 401, 503)},
     )
@@ -87,8 +156,9 @@ class BootstrapApi(AdminApi):
 
 
 class TenantCollectionApi(AdminApi):
+    @extend_schema_serializer(component_name="TenantCreateInput")
     class InputSerializer(StrictInputSerializer):
-        tenant_id = serializers.CharField(max_length=200)
+        tenant_id = TenantIdField(max_length=200)
         description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
         contact_email = serializers.EmailField(required=False, allow_blank=True, default="")
         plan = serializers.ChoiceField(choices=PlanCode.choices, required=False, default=PlanCode.STARTER)
@@ -100,7 +170,11 @@ class TenantCollectionApi(AdminApi):
 
     @extend_schema(
         operation_id="admin_tenants_list",
-        responses={200: TenantOutputSerializer(many=True), **_errors(400, 401)},
+        parameters=[*PAGE_PARAMETERS, USER_ID_HEADER],
+        responses={
+            200: _paginated("PaginatedTenantList", TenantOutputSerializer(many=True)),
+            **_errors(400, 401, 404),
+        },
     )
     def get(self, request: Request) -> Response:
         paginator = PageNumberPagination()
@@ -109,6 +183,7 @@ class TenantCollectionApi(AdminApi):
 
     @extend_schema(
         operation_id="admin_tenants_create",
+        parameters=[USER_ID_HEADER],
         request=InputSerializer,
         responses={201: TenantOutputSerializer, **_errors(400, 401, 409, 503)},
     )
@@ -139,6 +214,7 @@ class TenantCollectionApi(AdminApi):
 
 
 class TenantDetailApi(AdminApi):
+    @extend_schema_serializer(component_name="TenantUpdateInput")
     class InputSerializer(StrictInputSerializer):
         description = serializers.CharField(max_length=500, required=False, allow_blank=True)
         contact_email = serializers.EmailField(required=False, allow_blank=True)
@@ -146,13 +222,16 @@ class TenantDetailApi(AdminApi):
         subscription_status = serializers.ChoiceField(choices=SubscriptionStatus.choices, required=False)
 
     @extend_schema(
-        operation_id="admin_tenants_get", responses={200: TenantOutputSerializer, **_errors(401, 404)}
+        operation_id="admin_tenants_get",
+        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
+        responses={200: TenantOutputSerializer, **_errors(400, 401, 404)},
     )
     def get(self, request: Request, tenant_id: str) -> Response:
         return Response(tenant_representation(_tenant_or_404(tenant_id)))
 
     @extend_schema(
         operation_id="admin_tenants_update",
+        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
         request=InputSerializer,
         responses={200: TenantOutputSerializer, **_errors(400, 401, 404)},
     )
@@ -164,17 +243,25 @@ class TenantDetailApi(AdminApi):
 
 
 class ApiKeyCollectionApi(AdminApi):
+    @extend_schema_serializer(component_name="ApiKeyCreateInput")
     class InputSerializer(StrictInputSerializer):
-        tenant_id = serializers.CharField(max_length=200)
+        tenant_id = TenantIdField(max_length=200)
         description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
     @extend_schema(
         operation_id="admin_api_keys_list",
         parameters=[
-            OpenApiParameter("tenant_id", str, required=False, description="Only this tenant's keys")
+            OpenApiParameter(
+                "tenant_id", TENANT_ID_SCHEMA, required=False, description="Only this tenant's keys"
+            ),
+            *PAGE_PARAMETERS,
+            USER_ID_HEADER,
         ],
-        responses={200: ApiKeyOutputSerializer(many=True), **_errors(400, 401, 404)},
+        responses={
+            200: _paginated("PaginatedApiKeyList", ApiKeyOutputSerializer(many=True)),
+            **_errors(400, 401, 404),
+        },
     )
     def get(self, request: Request) -> Response:
         tenant_id = request.query_params.get("tenant_id")
@@ -186,6 +273,7 @@ class ApiKeyCollectionApi(AdminApi):
 
     @extend_schema(
         operation_id="admin_api_keys_create",
+        parameters=[USER_ID_HEADER],
         request=InputSerializer,
         responses={201: ApiKeyCreatedSerializer, **_errors(400, 401, 404)},
     )
@@ -205,13 +293,19 @@ class ApiKeyCollectionApi(AdminApi):
 
 
 class ApiKeyDetailApi(AdminApi):
+    @extend_schema_serializer(component_name="ApiKeyRevoked")
     class OutputSerializer(serializers.Serializer):
         tenant_api_key_hash = serializers.CharField(source="key_hash")
         is_active = serializers.BooleanField()
         revoked_at = serializers.DateTimeField()
 
     @extend_schema(
-        operation_id="admin_api_keys_revoke", responses={200: OutputSerializer, **_errors(401, 404)}
+        operation_id="admin_api_keys_revoke",
+        parameters=[
+            OpenApiParameter("key_hash", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=KEY_HASH_PATTERN),
+            USER_ID_HEADER,
+        ],
+        responses={200: OutputSerializer, **_errors(400, 401, 404)},
     )
     def delete(self, request: Request, key_hash: str) -> Response:
         key = (
@@ -226,6 +320,10 @@ class ApiKeyDetailApi(AdminApi):
 
 
 class TenantSelfApi(TenantApi):
-    @extend_schema(operation_id="tenant_get", responses={200: TenantOutputSerializer, **_errors(401, 403)})
+    @extend_schema(
+        operation_id="tenant_get",
+        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
+        responses={200: TenantOutputSerializer, **_errors(400, 401, 403)},
+    )
     def get(self, request: Request, tenant_id: str) -> Response:
         return Response(tenant_representation(self.tenant(request)))

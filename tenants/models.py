@@ -93,20 +93,19 @@ class Subscription(models.Model):
         indexes = [models.Index(fields=["status"], name="subscription_status_idx")]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}: {self.plan_id} {self.status}"
+        return f"{self.tenant_id} subscription"
 
 
 class TenantUsage(models.Model):
     """Run counters, the row that quota admission locks. ``runs_today`` counts for ``day``;
-    ``runs_this_period`` counts since ``period_start``; ``running`` counts admitted runs not yet
-    finished."""
+    ``runs_this_period`` counts since ``period_start``. Runs in flight are counted from the runs
+    table under this row's lock, so a lost worker can never leak a concurrency slot."""
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="usage")
     day = models.DateField()
     runs_today = models.PositiveIntegerField(default=0)
     period_start = models.DateTimeField()
     runs_this_period = models.PositiveIntegerField(default=0)
-    running = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

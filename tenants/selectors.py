@@ -63,16 +63,33 @@ def current_period_start(*, anchor: dt.datetime, now: dt.datetime) -> dt.datetim
     return start
 
 
-def usage_view(*, tenant: Tenant, now: dt.datetime | None = None) -> UsageView:
+def running_count(*, tenant: Tenant) -> int:
+    """Runs handed to a worker and not finished (PENDING or RUNNING)."""
+    from pipelines.models import ACTIVE_STATUSES, PipelineRun
+
+    return PipelineRun.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count()
+
+
+def current_counts(*, tenant: Tenant, now: dt.datetime | None = None) -> tuple[int, int]:
+    """``(runs_today, runs_this_period)`` as of now: counters left from a past day or period read as
+    zero (they are reset on the next admission or by the quota reset)."""
     now = now or timezone.now()
-    plan = tenant.subscription.plan
     usage: TenantUsage = tenant.usage
     today = now.astimezone(dt.UTC).date()
     period = current_period_start(anchor=tenant.subscription.current_period_start, now=now)
+    return (
+        usage.runs_today if usage.day == today else 0,
+        usage.runs_this_period if usage.period_start >= period else 0,
+    )
+
+
+def usage_view(*, tenant: Tenant, now: dt.datetime | None = None) -> UsageView:
+    plan = tenant.subscription.plan
+    runs_today, runs_this_period = current_counts(tenant=tenant, now=now)
     return UsageView(
-        runs_today=usage.runs_today if usage.day == today else 0,
-        runs_this_period=usage.runs_this_period if usage.period_start >= period else 0,
-        running=usage.running,
+        runs_today=runs_today,
+        runs_this_period=runs_this_period,
+        running=running_count(tenant=tenant),
         daily_limit=plan.daily_limit,
         monthly_limit=plan.monthly_limit,
         concurrent_limit=plan.concurrent_limit,

@@ -11,7 +11,7 @@ from rest_framework.exceptions import APIException
 class ApiError(APIException):
     """An error with an explicit status, contract code, message and details."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"
     default_detail = "Invalid request"
 

@@ -97,8 +97,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             message = "Unsupported media type; send application/json"
         elif isinstance(exc, drf_exceptions.Throttled):
             message = "Too many requests"
-            if exc.wait is not None:
-                headers["Retry-After"] = str(int(exc.wait))
+            wait = getattr(exc, "wait", None)
+            if wait is not None:
+                headers["Retry-After"] = str(int(wait))
         else:
             message = str(exc.detail) if isinstance(exc.detail, str) else "Request failed"
         auth_header = getattr(exc, "auth_header", None)

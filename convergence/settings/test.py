@@ -16,3 +16,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# One test database per pytest process, so concurrent runs on one machine never share one.
+DATABASES["default"]["TEST"] = {"NAME": f"test_convergence_{os.getpid()}"}  # noqa: F405

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.actors import Actor
+from tenants.keys import generate_admin_key
 from tenants.models import Tenant
 from tenants.services import OnboardingError, api_key_create, bootstrap_run, tenant_create
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
 
         admin_key = settings.ADMIN_API_KEY
         if not admin_key:
-            admin_key = "ak_" + secrets.token_urlsafe(30)
+            admin_key = generate_admin_key()
             _write_secret(settings.ADMIN_API_KEY_PATH, admin_key)
             settings.ADMIN_API_KEY = admin_key
             self.stdout.write(f"ADMIN_API_KEY generated into {settings.ADMIN_API_KEY_PATH}")
