@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("tenants.urls")),
+    path("api/v1/", include("pipelines.urls")),
     path("admin/", admin.site.urls),
     # Anything else is a JSON 404 in the envelope, whatever DEBUG says.
     re_path(r"^.*$", json_not_found),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import graphlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 from convergence.kms import Kms, get_kms
 from convergence.logging import log_context
@@ -28,6 +30,10 @@ class StepStatus:
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+
+
+#: PipelineOutcome.status when ``should_stop`` ended the run between steps.
+STOPPED = "STOPPED"
 
 
 @dataclass
@@ -58,11 +64,28 @@ class RunContext:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     dq_results: list[DQRecord] = field(default_factory=list)
 
-    def record_dq(self, *, check: str, table: str, status: str, severity: str, observed: Any, expected: Any,
-                  message: str = "") -> DQRecord:
+    def record_dq(
+        self,
+        *,
+        check: str,
+        table: str,
+        status: str,
+        severity: str,
+        observed: Any,
+        expected: Any,
+        message: str = "",
+    ) -> DQRecord:
         """Keep one check's result; the engine stores it with the step."""
-        record = DQRecord(step_id=self.step_id, check=check, table=table, status=status, severity=severity,
-                          observed=str(observed), expected=str(expected), message=message)
+        record = DQRecord(
+            step_id=self.step_id,
+            check=check,
+            table=table,
+            status=status,
+            severity=severity,
+            observed=str(observed),
+            expected=str(expected),
+            message=message,
+        )
         self.dq_results.append(record)
         return record
 
@@ -116,6 +139,43 @@ class PipelineOutcome:
         return {}
 
 
+@dataclass
+class EngineHooks:
+    """Callbacks the run service gives the engine. ``should_stop`` is asked before each step and
+    returns a reason (cancelled, lease lost) to stop, or None to go on."""
+
+    should_stop: Callable[[], str | None] = lambda: None
+    step_started: Callable[[ResolvedStep, int], None] = lambda step, position: None
+    step_finished: Callable[[StepOutcome, int, list[DQRecord]], None] = lambda outcome, position, dq: None
+
+
+class StepTimeoutError(Exception):
+    pass
+
+
+def _call_with_timeout(function: Callable[[], StepResult], timeout_s: float) -> StepResult:
+    """Run ``function`` in a helper thread and give up after ``timeout_s``. A timed-out step is
+    abandoned (its thread is a daemon); the step fails and the run moves on."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = function()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+        finally:
+            connections.close_all()  # this thread's own database connections, if a step opened any
+
+    thread = threading.Thread(target=target, name="pipeline-step", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise StepTimeoutError(f"step timed out after {timeout_s:g}s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]  # type: ignore[no-any-return]
+
+
 def step_order(pipeline: Pipeline) -> list[ResolvedStep]:
     """Steps sorted so each comes after its dependencies; ties keep config order."""
     by_id = {step.step_id: step for step in pipeline.steps}
@@ -147,11 +207,13 @@ def _run_step(step: ResolvedStep, context: RunContext, sleep: Callable[[float], 
     while True:
         outcome.attempts += 1
         try:
-            outcome.result = processor.run(context, config)
+            outcome.result = _call_with_timeout(lambda: processor.run(context, config), step.timeout_s)
             outcome.status = StepStatus.COMPLETED
             break
         except (StepError, WarehouseError) as exc:
             message, retryable = exc.message, exc.retryable
+        except StepTimeoutError as exc:
+            message, retryable = str(exc), False
         except Exception:
             logger.exception("step %s raised unexpectedly", step.step_id)
             message, retryable = "internal error in step (see server logs)", False
@@ -180,10 +242,13 @@ def execute(
     parameters: dict[str, Any],
     run_id: str | None = None,
     warehouse: Warehouse | None = None,
+    hooks: EngineHooks | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PipelineOutcome:
     """Run every step in dependency order. A failed step marks its dependants SKIPPED; the pipeline
-    is COMPLETED only if every step completed. Never raises for a step failure."""
+    is COMPLETED only if every step completed, STOPPED if ``hooks.should_stop`` said so between
+    steps. Never raises for a step failure."""
+    hooks = hooks or EngineHooks()
     context = RunContext(
         pipeline=pipeline,
         tenant_id=tenant_id,
@@ -194,22 +259,29 @@ def execute(
     outcomes: list[StepOutcome] = []
     failed: set[str] = set()
     with log_context(tenant=tenant_id or "system", run=context.run_id):
-        for step in step_order(pipeline):
+        for position, step in enumerate(step_order(pipeline)):
+            stop_reason = hooks.should_stop()
+            if stop_reason:
+                logger.info("run stopped before step %s: %s", step.step_id, stop_reason)
+                return PipelineOutcome(status=STOPPED, steps=outcomes, error=stop_reason)
             if any(dependency in failed for dependency in step.depends_on):
-                outcomes.append(
-                    StepOutcome(
-                        step_id=step.step_id,
-                        ps_type=step.ps_type,
-                        status=StepStatus.SKIPPED,
-                        error="a dependency failed",
-                    )
+                skipped = StepOutcome(
+                    step_id=step.step_id,
+                    ps_type=step.ps_type,
+                    status=StepStatus.SKIPPED,
+                    error="a dependency failed",
                 )
+                outcomes.append(skipped)
+                hooks.step_finished(skipped, position, [])
                 failed.add(step.step_id)
                 continue
             context.step_id = step.step_id
+            hooks.step_started(step, position)
+            dq_before = len(context.dq_results)
             with log_context(step=step.step_id):
                 outcome = _run_step(step, context, sleep)
             outcomes.append(outcome)
+            hooks.step_finished(outcome, position, context.dq_results[dq_before:])
             if outcome.status == StepStatus.COMPLETED and outcome.result is not None:
                 context.outputs[step.step_id] = outcome.result.outputs
             else:

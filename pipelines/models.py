@@ -39,7 +39,9 @@ class PipelineRun(models.Model):
     parameters = models.JSONField(default=dict, blank=True)
     user_id = models.CharField(max_length=128, blank=True, default="")
     priority = models.PositiveSmallIntegerField(default=0)
-    attempt = models.PositiveIntegerField(default=0, help_text="Incremented by each claim; fences completion.")
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="Incremented by each claim; fences completion."
+    )
     max_attempts = models.PositiveIntegerField(default=3)
     cancel_requested = models.BooleanField(default=False)
     error = models.CharField(max_length=1000, blank=True, default="")
@@ -100,7 +102,9 @@ class StepLog(models.Model):
     class Meta:
         ordering = ["attempt", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "attempt", "step_id"], name="steplog_run_attempt_step_uniq"),
+            models.UniqueConstraint(
+                fields=["run", "attempt", "step_id"], name="steplog_run_attempt_step_uniq"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,47 @@
-"""Pipeline services: run the control plane's own pipelines (bootstrap, onboarding)."""
+"""Pipeline services: admission and creation of runs, their execution by workers, cancellation, and
+the control plane's own system pipelines.
+
+Every run state change is one conditional UPDATE (``WHERE status = <expected> [AND attempt = n]``)
+whose row count says whether this caller won; duplicates and stale workers change nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import threading
+import traceback
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
 from convergence.warehouse import Warehouse
-from pipelines.engine import PipelineOutcome, execute
-from pipelines.loader import load_pipeline
+from pipelines.engine import STOPPED, DQRecord, EngineHooks, PipelineOutcome, StepOutcome, execute
+from pipelines.loader import Pipeline, PipelineNotFound, ResolvedStep, load_pipeline
+from pipelines.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    DQResult,
+    PipelineRun,
+    RunStatus,
+    RunTrigger,
+    StepLog,
+)
 from pipelines.spec import resolve_parameters
+from tenants.actors import Actor
+from tenants.models import Subscription, Tenant, TenantUsage
+from tenants.selectors import UsageView, add_months, current_period_start, subscription_is_active
+from tenants.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+CONCURRENT_RETRY_AFTER_S = 5
+
+
+# --- system pipelines ------------------------------------------------------------------------------
 
 
 def system_pipeline_run(
@@ -26,3 +60,396 @@ def system_pipeline_run(
         raise ValueError(f"{name} is not a system pipeline")
     resolved = resolve_parameters(pipeline.spec.parameters, parameters or {})
     return execute(pipeline, tenant_id=tenant_id, parameters=resolved, warehouse=warehouse)
+
+
+# --- admission -------------------------------------------------------------------------------------
+
+
+class AdmissionRefused(Exception):
+    """A run was not admitted. ``code`` is the API.md error code; ``retry_after`` is in seconds
+    (429s only)."""
+
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def tenant_pipeline_get(*, name: str) -> Pipeline:
+    """A tenant-runnable pipeline (``provider/domain/pipeline``); ``PipelineNotFound`` otherwise."""
+    pipeline = load_pipeline(name)
+    if pipeline.is_system or name.count("/") != 2:
+        raise PipelineNotFound(name)
+    return pipeline
+
+
+def pipeline_id_for(*, tenant_id: str, pipeline: str) -> str:
+    return f"{tenant_id}_{pipeline.replace('/', '_')}"
+
+
+def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
+    return max(int((moment - now).total_seconds()) + 1, 1)
+
+
+def _lock_usage(*, tenant: Tenant, now: dt.datetime) -> tuple[TenantUsage, Subscription]:
+    """Lock the tenant's usage row (serializing admissions per tenant) and roll its counters over
+    to the current UTC day and billing period."""
+    usage = TenantUsage.objects.select_for_update().get(tenant=tenant)
+    subscription = Subscription.objects.select_related("plan").get(tenant=tenant)
+    today = now.astimezone(dt.UTC).date()
+    if usage.day != today:
+        usage.day, usage.runs_today = today, 0
+    period = current_period_start(anchor=subscription.current_period_start, now=now)
+    if usage.period_start < period:
+        usage.period_start, usage.runs_this_period = period, 0
+    return usage, subscription
+
+
+def run_create(
+    *,
+    tenant: Tenant,
+    pipeline_name: str,
+    parameters: dict[str, Any],
+    actor: Actor,
+    trigger: str = RunTrigger.MANUAL,
+    enforce_quota: bool = True,
+    enqueue: bool = True,
+) -> tuple[PipelineRun, UsageView]:
+    """Admit and create one run (PENDING), then send it to a worker after commit.
+
+    Admission is atomic under the daily, period and concurrent limits: the tenant's usage row is
+    locked, counters are checked and incremented, and runs in flight are counted, all in one
+    transaction. Refusals raise ``AdmissionRefused`` and record and consume nothing.
+    ``enforce_quota=False`` (staff backfills) records the run without checking or consuming quota.
+    ``PipelineNotFound`` for an unknown pipeline, ``ParameterError`` for bad parameters."""
+    pipeline = tenant_pipeline_get(name=pipeline_name)
+    resolved = resolve_parameters(pipeline.spec.parameters, parameters)
+    stored_parameters = {
+        name: value.isoformat() if isinstance(value, dt.date) else value
+        for name, value in resolved.items()
+        if value is not None
+    }
+    now = timezone.now()
+    with transaction.atomic():
+        usage, subscription = _lock_usage(tenant=tenant, now=now)
+        plan = subscription.plan
+        running = PipelineRun.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count()
+        if enforce_quota:
+            _admit(tenant=tenant, usage=usage, subscription=subscription, running=running, now=now)
+            usage.runs_today += 1
+            usage.runs_this_period += 1
+            usage.save(update_fields=["day", "runs_today", "period_start", "runs_this_period", "updated_at"])
+        run = PipelineRun.objects.create(
+            tenant=tenant,
+            pipeline=pipeline_name,
+            pipeline_id=pipeline_id_for(tenant_id=tenant.tenant_id, pipeline=pipeline_name),
+            status=RunStatus.PENDING,
+            trigger=trigger,
+            parameters=stored_parameters,
+            user_id=actor.user_id,
+            priority=plan.priority,
+            max_attempts=settings.RUN_MAX_ATTEMPTS,
+        )
+        audit_record(
+            actor=actor,
+            action="run.create",
+            tenant_id=tenant.tenant_id,
+            target_type="pipeline_run",
+            target_id=str(run.pk),
+            details={"pipeline": pipeline_name, "trigger": trigger},
+        )
+        if enqueue:
+            run_id = str(run.pk)
+            transaction.on_commit(lambda: run_enqueue(run_id=run_id))
+    view = UsageView(
+        runs_today=usage.runs_today,
+        runs_this_period=usage.runs_this_period,
+        running=running + 1,
+        daily_limit=plan.daily_limit,
+        monthly_limit=plan.monthly_limit,
+        concurrent_limit=plan.concurrent_limit,
+    )
+    return run, view
+
+
+def _admit(
+    *, tenant: Tenant, usage: TenantUsage, subscription: Subscription, running: int, now: dt.datetime
+) -> None:
+    """Raise ``AdmissionRefused`` unless one more run fits the subscription and plan. Called with
+    the usage row locked."""
+    tenant.subscription = subscription
+    if not subscription_is_active(tenant=tenant, now=now):
+        message = (
+            "Trial has ended"
+            if subscription.status == "TRIAL"
+            else (f"Subscription is {subscription.status.lower()}")
+        )
+        raise AdmissionRefused("subscription_inactive", message)
+    plan = subscription.plan
+    if usage.runs_today >= plan.daily_limit:
+        midnight = dt.datetime.combine(usage.day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        raise AdmissionRefused(
+            "daily_quota_exceeded",
+            f"Daily pipeline quota of {plan.daily_limit} reached",
+            retry_after=_seconds_until(midnight, now),
+        )
+    if usage.runs_this_period >= plan.monthly_limit:
+        raise AdmissionRefused(
+            "monthly_quota_exceeded",
+            f"Billing-period pipeline quota of {plan.monthly_limit} reached",
+            retry_after=_seconds_until(add_months(usage.period_start, 1), now),
+        )
+    if running >= plan.concurrent_limit:
+        raise AdmissionRefused(
+            "concurrent_limit_exceeded",
+            f"Concurrent run limit of {plan.concurrent_limit} reached",
+            retry_after=CONCURRENT_RETRY_AFTER_S,
+        )
+
+
+def run_enqueue(*, run_id: str) -> None:
+    """Send the run's id to a worker. Safe to call more than once: only a PENDING run is claimed."""
+    from pipelines.tasks import execute_run
+
+    execute_run.apply_async(args=[run_id], task_id=f"{run_id}")
+
+
+# --- execution -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str
+    attempt: int
+
+
+def run_claim(*, run_id: str, now: dt.datetime | None = None) -> Claim | None:
+    """Take the run for this worker: PENDING, or RUNNING with an expired lease (its worker died),
+    becomes RUNNING with ``attempt + 1``. Returns the claim, or None if someone else holds the run,
+    it is finished, or it has used up its attempts (then it is marked FAILED)."""
+    now = now or timezone.now()
+    stale = now - dt.timedelta(seconds=settings.RUN_LEASE_S)
+    claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
+    with transaction.atomic():
+        updated = PipelineRun.objects.filter(claimable, pk=run_id, attempt__lt=F("max_attempts")).update(
+            status=RunStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=now, started_at=now, error=""
+        )
+        if updated:
+            attempt = PipelineRun.objects.values_list("attempt", flat=True).get(pk=run_id)
+            return Claim(run_id=run_id, attempt=attempt)
+        PipelineRun.objects.filter(claimable, pk=run_id, attempt__gte=F("max_attempts")).update(
+            status=RunStatus.FAILED,
+            finished_at=now,
+            error="worker_lost: the run's worker stopped responding and it used all its attempts",
+        )
+    return None
+
+
+def run_heartbeat(*, claim: Claim) -> bool:
+    """Extend the lease. False when the run is no longer ours (cancelled, or re-claimed)."""
+    return bool(
+        PipelineRun.objects.filter(pk=claim.run_id, attempt=claim.attempt, status=RunStatus.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def run_finish(
+    *, claim: Claim, status: str, error: str = "", rows_processed: int = 0, bytes_processed: int = 0
+) -> bool:
+    """Record the outcome, fenced by attempt: True only for the worker that still holds the run."""
+    assert status in (RunStatus.COMPLETED, RunStatus.FAILED)
+    return bool(
+        PipelineRun.objects.filter(pk=claim.run_id, attempt=claim.attempt, status=RunStatus.RUNNING).update(
+            status=status,
+            error=error[:1000],
+            rows_processed=rows_processed,
+            bytes_processed=bytes_processed,
+            finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+        )
+    )
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the run's lease while it executes; notices when the run was cancelled or taken."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(name=f"heartbeat-{claim.run_id}", daemon=True)
+        self.claim = claim
+        self.lost = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(settings.RUN_HEARTBEAT_S):
+                if not run_heartbeat(claim=self.claim):
+                    self.lost.set()
+                    return
+        finally:
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+
+
+class _RunRecorder:
+    """Engine hooks that persist step logs and DQ results for one claimed attempt."""
+
+    def __init__(self, run: PipelineRun, claim: Claim, heartbeat: _Heartbeat) -> None:
+        self.run = run
+        self.claim = claim
+        self.heartbeat = heartbeat
+
+    def should_stop(self) -> str | None:
+        if self.heartbeat.lost.is_set():
+            return "the run was cancelled or taken over"
+        status = PipelineRun.objects.filter(pk=self.run.pk).values_list("status", "attempt").first()
+        if status is None or status != (RunStatus.RUNNING, self.claim.attempt):
+            return "the run was cancelled or taken over"
+        return None
+
+    def step_started(self, step: ResolvedStep, position: int) -> None:
+        StepLog.objects.update_or_create(
+            run=self.run,
+            attempt=self.claim.attempt,
+            step_id=step.step_id,
+            defaults={
+                "position": position,
+                "ps_type": step.ps_type,
+                "status": "RUNNING",
+                "started_at": timezone.now(),
+            },
+        )
+
+    def step_finished(self, outcome: StepOutcome, position: int, dq_records: list[DQRecord]) -> None:
+        started = dt.datetime.fromtimestamp(outcome.started_at, tz=dt.UTC) if outcome.started_at else None
+        finished = dt.datetime.fromtimestamp(outcome.finished_at, tz=dt.UTC) if outcome.finished_at else None
+        result = outcome.result
+        with transaction.atomic():
+            StepLog.objects.update_or_create(
+                run=self.run,
+                attempt=self.claim.attempt,
+                step_id=outcome.step_id,
+                defaults={
+                    "position": position,
+                    "ps_type": outcome.ps_type,
+                    "status": outcome.status,
+                    "tries": outcome.attempts,
+                    "rows_affected": result.rows_affected if result else 0,
+                    "bytes_processed": result.bytes_processed if result else 0,
+                    "error": outcome.error[:1000],
+                    "started_at": started,
+                    "finished_at": finished,
+                },
+            )
+            DQResult.objects.bulk_create(
+                [
+                    DQResult(
+                        run=self.run,
+                        attempt=self.claim.attempt,
+                        step_id=record.step_id,
+                        check=record.check,
+                        table=record.table,
+                        status=record.status,
+                        severity=record.severity,
+                        observed=record.observed[:500],
+                        expected=record.expected[:500],
+                        message=record.message[:1000],
+                    )
+                    for record in dq_records
+                ]
+            )
+
+
+def run_execute(*, run_id: str) -> str | None:
+    """Claim the run and execute it; returns its final status, or None if this call did not run it
+    (already claimed by a live worker, finished, or cancelled). Never raises for a pipeline failure;
+    an unexpected error marks the run FAILED with a short message (the traceback goes to the log)."""
+    claim = run_claim(run_id=run_id)
+    if claim is None:
+        return None
+    run = PipelineRun.objects.select_related("tenant").get(pk=run_id)
+    heartbeat = _Heartbeat(claim)
+    heartbeat.start()
+    recorder = _RunRecorder(run, claim, heartbeat)
+    try:
+        pipeline = tenant_pipeline_get(name=run.pipeline)
+        parameters = resolve_parameters(pipeline.spec.parameters, dict(run.parameters))
+        outcome = execute(
+            pipeline,
+            tenant_id=run.tenant_id,
+            parameters=parameters,
+            run_id=str(run.pk),
+            hooks=EngineHooks(
+                should_stop=recorder.should_stop,
+                step_started=recorder.step_started,
+                step_finished=recorder.step_finished,
+            ),
+        )
+    except Exception:
+        logger.error("run %s failed unexpectedly:\n%s", run_id, traceback.format_exc())
+        run_finish(claim=claim, status=RunStatus.FAILED, error="internal error while running the pipeline")
+        return RunStatus.FAILED
+    finally:
+        heartbeat.done.set()
+    if outcome.status == STOPPED:
+        return None
+    rows = sum(step.result.rows_affected for step in outcome.steps if step.result is not None)
+    processed = sum(step.result.bytes_processed for step in outcome.steps if step.result is not None)
+    status = RunStatus.COMPLETED if outcome.succeeded else RunStatus.FAILED
+    if not run_finish(
+        claim=claim, status=status, error=outcome.error, rows_processed=rows, bytes_processed=processed
+    ):
+        logger.warning(
+            "run %s attempt %d finished after losing its claim; result discarded", run_id, claim.attempt
+        )
+        return None
+    return status
+
+
+def run_cancel(*, run: PipelineRun, actor: Actor) -> PipelineRun:
+    """Cancel a run that has not finished. A running run stops between steps. ``RunFinishedError``
+    if it had already reached a terminal state."""
+    now = timezone.now()
+    updated = (
+        PipelineRun.objects.filter(pk=run.pk)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True, error="cancelled")
+    )
+    run.refresh_from_db()
+    if not updated:
+        raise RunFinishedError(run.status)
+    audit_record(
+        actor=actor,
+        action="run.cancel",
+        tenant_id=run.tenant_id,
+        target_type="pipeline_run",
+        target_id=str(run.pk),
+    )
+    return run
+
+
+class RunFinishedError(Exception):
+    pass
+
+
+def run_retry(*, run: PipelineRun, actor: Actor) -> PipelineRun:
+    """Start a new run of a finished run's pipeline with the same parameters (a staff action: recorded,
+    but not counted against the tenant's quota). ``RunNotFinishedError`` while it is still going."""
+    if run.status not in TERMINAL_STATUSES:
+        raise RunNotFinishedError(run.status)
+    new_run, _usage = run_create(
+        tenant=run.tenant,
+        pipeline_name=run.pipeline,
+        parameters=dict(run.parameters),
+        actor=actor,
+        trigger=run.trigger,
+        enforce_quota=False,
+    )
+    return new_run
+
+
+class RunNotFinishedError(Exception):
+    pass

@@ -188,6 +188,11 @@ PIPELINE_CONFIGS_DIR = Path(env_str("PIPELINE_CONFIGS_DIR") or BASE_DIR / "confi
 PIPELINE_TEMPLATES_DIR = Path(env_str("PIPELINE_TEMPLATES_DIR") or BASE_DIR / "templates").resolve()
 SOURCE_FILE_ROOT = Path(env_str("SOURCE_FILE_ROOT") or VAR_DIR / "exports").resolve()
 RUN_RETENTION_DAYS = env_int("RUN_RETENTION_DAYS", 90, minimum=1)
+RUN_LEASE_S = env_int("RUN_LEASE_S", 120, minimum=2)
+RUN_HEARTBEAT_S = env_int("RUN_HEARTBEAT_S", 15, minimum=1)
+RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 3, minimum=1)
+if RUN_HEARTBEAT_S * 2 > RUN_LEASE_S:
+    raise ImproperlyConfigured("RUN_HEARTBEAT_S must be at most half of RUN_LEASE_S")
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,9 +32,24 @@ class StepResult:
 
 
 class ProcessorConfig(BaseModel):
-    """Base for processor configs: closed, so a misspelt key fails validation."""
+    """Base for processor configs: closed, so a misspelt key fails validation.
+
+    The ClassVars tell the loader where to look for its static checks without it knowing any processor.
+    Paths are dotted keys into the step's keys; ``[*]`` means every item of a list (``checks[*].column``).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    #: SQL fields: path → ``"query"`` (one SELECT) or ``"predicate"`` (one boolean expression). Parsed
+    #: with sqlglot; tables must be in the run's datasets and every ``@name`` a declared parameter.
+    sql_fields: ClassVar[Mapping[str, Literal["query", "predicate"]]] = {}
+    #: Fields holding a table or column name; after variable substitution each must match IDENTIFIER_RE.
+    identifier_fields: ClassVar[tuple[str, ...]] = ()
+    #: Fields naming a run parameter (checked against the declared parameters after validation, so
+    #: defaults filled in by the model count).
+    parameter_fields: ClassVar[tuple[str, ...]] = ()
+    #: Fields holding a ``dataset_type``; ``central`` is refused outside system pipelines.
+    dataset_fields: ClassVar[tuple[str, ...]] = ()
 
 
 C = TypeVar("C", bound=ProcessorConfig)

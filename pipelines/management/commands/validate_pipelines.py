@@ -13,8 +13,9 @@ class Command(BaseCommand):
     help = "Validate pipeline configs and step templates; prints every error as 'file: path: message'."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("paths", nargs="*", help="Config files to check (default: every shipped config "
-                            "and template).")
+        parser.add_argument(
+            "paths", nargs="*", help="Config files to check (default: every shipped config and template)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         configs_root = Path(settings.PIPELINE_CONFIGS_DIR).resolve()
@@ -32,8 +33,11 @@ class Command(BaseCommand):
                 if templates_root in path.parents:
                     load_template(str(path.relative_to(templates_root).with_suffix("")))
                 else:
-                    name = str(path.relative_to(configs_root).with_suffix("")) if configs_root in path.parents \
+                    name = (
+                        str(path.relative_to(configs_root).with_suffix(""))
+                        if configs_root in path.parents
                         else path.stem
+                    )
                     parse_pipeline(name, path)
             except PipelineConfigError as exc:
                 errors.extend(f"{exc.file}: {location}: {message}" for location, message in exc.errors)

@@ -1,0 +1,160 @@
+"""Tenant run endpoints: catalog, trigger, list, detail, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from convergence.api.errors import (
+    ApiError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDeniedError,
+    QuotaExceeded,
+)
+from convergence.api.pagination import PageNumberPagination
+from convergence.api.schema import error_responses
+from convergence.api.serializers import StrictInputSerializer
+from pipelines import selectors, services
+from pipelines.catalog import catalog_entries
+from pipelines.loader import PipelineConfigError, PipelineNotFound
+from pipelines.models import RunStatus
+from pipelines.serializers import (
+    CatalogEntrySerializer,
+    RunAcceptedSerializer,
+    RunDetailOutputSerializer,
+    RunOutputSerializer,
+    run_representation,
+)
+from pipelines.spec import ParameterError
+from tenants.authentication import TenantApi
+
+
+class CatalogApi(TenantApi):
+    @extend_schema(
+        operation_id="pipelines_catalog",
+        responses={200: CatalogEntrySerializer(many=True), **error_responses(401)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(catalog_entries())
+
+
+class RunTriggerApi(TenantApi):
+    @extend_schema(
+        operation_id="pipelines_run",
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        responses={202: RunAcceptedSerializer, **error_responses(400, 401, 403, 404, 429)},
+    )
+    def post(self, request: Request, tenant_id: str, provider: str, domain: str, pipeline: str) -> Response:
+        if not isinstance(request.data, dict):
+            raise InvalidRequest("The body must be a JSON object of run parameters")
+        name = f"{provider}/{domain}/{pipeline}"
+        try:
+            run, usage = services.run_create(
+                tenant=self.tenant(request),
+                pipeline_name=name,
+                parameters=dict(request.data),
+                actor=self.actor(request),
+            )
+        except PipelineNotFound as exc:
+            raise NotFound(f"Pipeline {name} not found") from exc
+        except PipelineConfigError as exc:
+            raise ApiError(
+                "Pipeline configuration is invalid", code="pipeline_invalid", status_code=500
+            ) from exc
+        except ParameterError as exc:
+            raise InvalidRequest(
+                "Invalid run parameters", code="invalid_parameters", details=exc.errors
+            ) from exc
+        except services.AdmissionRefused as exc:
+            if exc.retry_after is None:
+                raise PermissionDeniedError(exc.message, code=exc.code) from exc
+            raise QuotaExceeded(
+                exc.message, code=exc.code, headers={"Retry-After": str(exc.retry_after)}
+            ) from exc
+        request.quota_usage = usage  # type: ignore[attr-defined]
+        body = {
+            "pipeline_logging_id": str(run.pk),
+            "pipeline_id": run.pipeline_id,
+            "status": run.status,
+            "status_url": f"/api/v1/pipelines/runs/{run.pk}",
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class RunCollectionApi(TenantApi):
+    class FilterSerializer(StrictInputSerializer):
+        status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+        pipeline = serializers.RegexField(
+            r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*/[a-z][a-z0-9_]*$", max_length=200, required=False
+        )
+        created_after = serializers.DateTimeField(required=False)
+        created_before = serializers.DateTimeField(required=False)
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+    @extend_schema(
+        operation_id="pipelines_runs_list",
+        parameters=[FilterSerializer],
+        responses={200: RunOutputSerializer(many=True), **error_responses(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _validated(self.FilterSerializer, request.query_params.dict())
+        runs = selectors.run_list(
+            tenant=self.tenant(request),
+            status=filters.get("status"),
+            pipeline=filters.get("pipeline"),
+            created_after=filters.get("created_after"),
+            created_before=filters.get("created_before"),
+        )
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response([run_representation(run) for run in page or []])
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _run_or_404(api: TenantApi, request: Request, run_id: str) -> Any:
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        raise NotFound("Run not found") from None
+    run = selectors.run_get(tenant=api.tenant(request), run_id=run_id)
+    if run is None:
+        raise NotFound("Run not found")
+    return run
+
+
+class RunDetailApi(TenantApi):
+    @extend_schema(
+        operation_id="pipelines_runs_get",
+        responses={200: RunDetailOutputSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        return Response(run_representation(_run_or_404(self, request, run_id), detail=True))
+
+
+class RunCancelApi(TenantApi):
+    @extend_schema(
+        operation_id="pipelines_runs_cancel",
+        request=None,
+        responses={200: RunDetailOutputSerializer, **error_responses(401, 404, 409)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = _run_or_404(self, request, run_id)
+        try:
+            services.run_cancel(run=run, actor=self.actor(request))
+        except services.RunFinishedError as exc:
+            raise Conflict(f"Run already finished with status {exc}", code="conflict") from exc
+        run = selectors.run_get(tenant=self.tenant(request), run_id=run_id)
+        return Response(run_representation(run, detail=True))

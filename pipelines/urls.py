@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.urls import path, register_converter
+
+from pipelines import apis
+
+
+class SegmentConverter:
+    """One lowercase identifier segment: rejects '..', dots and anything encoded."""
+
+    regex = "[a-z][a-z0-9_]{0,63}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(SegmentConverter, "segment")
+
+urlpatterns = [
+    path("pipelines/catalog", apis.CatalogApi.as_view(), name="pipelines-catalog"),
+    path(
+        "pipelines/run/<str:tenant_id>/<segment:provider>/<segment:domain>/<segment:pipeline>",
+        apis.RunTriggerApi.as_view(),
+        name="pipelines-run",
+    ),
+    path("pipelines/runs", apis.RunCollectionApi.as_view(), name="pipelines-runs"),
+    path("pipelines/runs/<str:run_id>", apis.RunDetailApi.as_view(), name="pipelines-run-detail"),
+    path("pipelines/runs/<str:run_id>/cancel", apis.RunCancelApi.as_view(), name="pipelines-run-cancel"),
+]
