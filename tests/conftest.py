@@ -47,11 +47,26 @@ def admin_client() -> APIClient:
     return client
 
 
+def ensure_seeded_plans() -> None:
+    """Transactional tests flush the database, data migrations included: put the plans back."""
+    import importlib
+
+    from tenants.models import Plan
+
+    for code, name, daily, monthly, concurrent, priority in importlib.import_module(
+        "tenants.migrations.0002_seed_plans"
+    ).PLANS:
+        Plan.objects.get_or_create(code=code, defaults={"name": name, "daily_limit": daily, "monthly_limit": monthly,
+                                                        "concurrent_limit": concurrent, "priority": priority})
+
+
 @pytest.fixture
 def make_tenant(db: Any) -> Any:
     """Create a tenant through the real service (dataset included); returns (tenant, raw_key)."""
     from tenants.actors import Actor
     from tenants.services import api_key_create, tenant_create
+
+    ensure_seeded_plans()
 
     def _make(tenant_id: str = "acme", plan: str = "STARTER", **kwargs: Any) -> tuple[Any, str]:
         tenant = tenant_create(tenant_id=tenant_id, plan=plan, actor=Actor.system("test"), **kwargs)

@@ -31,9 +31,10 @@ class CountingProcessor(Processor[CountingConfig]):
         CountingProcessor.calls[key] = CountingProcessor.calls.get(key, 0) + 1
         if CountingProcessor.calls[key] <= config.fail_times:
             raise StepError(f"transient failure {CountingProcessor.calls[key]}", retryable=config.retryable)
-        if config.hold_file:
+        hold_file = config.hold_file or context.parameters.get("hold_file") or ""
+        if hold_file and context.step_id == "first":
             deadline = time.monotonic() + 120
-            while Path(config.hold_file).exists() and time.monotonic() < deadline:
+            while Path(hold_file).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
         if config.sleep_s:
             time.sleep(config.sleep_s)
