@@ -41,7 +41,9 @@ class DQResultInline(admin.TabularInline):
     model = DQResult
     extra = 0
     can_delete = False
-    fields = ("attempt", "step_id", "check", "table", "status", "severity", "observed", "expected", "message")
+    fields = (
+        "attempt", "step_id", "check_name", "table", "status", "severity", "observed", "expected", "message",
+    )
     readonly_fields = fields
     ordering = ("-attempt", "created_at")
 

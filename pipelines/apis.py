@@ -156,5 +156,4 @@ class RunCancelApi(TenantApi):
             services.run_cancel(run=run, actor=self.actor(request))
         except services.RunFinishedError as exc:
             raise Conflict(f"Run already finished with status {exc}", code="conflict") from exc
-        run = selectors.run_get(tenant=self.tenant(request), run_id=run_id)
-        return Response(run_representation(run, detail=True))
+        return Response(run_representation(_run_or_404(self, request, run_id), detail=True))

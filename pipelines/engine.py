@@ -173,7 +173,8 @@ def _call_with_timeout(function: Callable[[], StepResult], timeout_s: float) -> 
         raise StepTimeoutError(f"step timed out after {timeout_s:g}s")
     if "error" in result:
         raise result["error"]
-    return result["value"]  # type: ignore[no-any-return]
+    value: StepResult = result["value"]
+    return value
 
 
 def step_order(pipeline: Pipeline) -> list[ResolvedStep]:

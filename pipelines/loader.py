@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 
 from pipelines.processors.base import ProcessorConfig
 from pipelines.registry import UnknownProcessorError, get_processor
-from pipelines.spec import PipelineSpec, StepSpec, TemplateSpec
+from pipelines.spec import IDENTIFIER_RE, PipelineSpec, StepSpec, TemplateSpec
+from pipelines.sql import SqlError, analyze_sql
 
 MAX_YAML_BYTES = 256 * 1024
 PIPELINE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}(/[a-z][a-z0-9_]{0,63}){1,2}$")
@@ -25,6 +27,11 @@ TEMPLATE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}(/[a-z][a-z0-9_]{0,63}){0,3
 SYSTEM_PREFIXES = ("system/", "tenant/")
 _VARIABLE_RE = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 BUILTIN_VARIABLES = ("tenant_id", "tenant_dataset", "central_dataset", "env")
+#: The tenant id configs are validated for: a valid identifier no real tenant can have (tenant ids start
+#: with a letter), so SQL naming that dataset literally still fails the processors' run-time check.
+VALIDATION_TENANT_ID = "_validation_tenant"
+#: A variable substituted into SQL must be an identifier (or an integer), never free text.
+_SQL_VARIABLE_VALUE_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,1023}|-?[0-9]{1,18})$")
 
 
 class PipelineConfigError(Exception):
@@ -84,10 +91,13 @@ def format_location(loc: tuple[Any, ...]) -> str:
     return out or "(root)"
 
 
-def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+def _pydantic_errors(exc: ValidationError, prefix: str = "", data: Any = None) -> list[tuple[str, str]]:
+    """``(path, message)`` pairs. With ``data`` (the validated input), the union tags pydantic adds to
+    locations (``checks[0].not_null.column``) are dropped so paths name what the author wrote."""
     errors = []
     for error in exc.errors():
-        location = format_location(tuple(error["loc"]))
+        loc = tuple(error["loc"])
+        location = format_location(_input_location(loc, data) if data is not None else loc)
         if prefix:
             location = prefix if location == "(root)" else f"{prefix}.{location}"
         message = error["msg"]
@@ -95,8 +105,29 @@ def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[tuple[str, 
             message = "field required"
         elif error["type"] == "extra_forbidden":
             message = "extra field not permitted"
+        elif error["type"] == "value_error" and "error" in error.get("ctx", {}):
+            message = str(error["ctx"]["error"])
         errors.append((location, message))
-    return errors
+    return list(dict.fromkeys(errors))
+
+
+def _input_location(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    kept: list[Any] = []
+    current = data
+    for part in loc:
+        if isinstance(part, str) and (
+            isinstance(current, list)
+            or (isinstance(current, dict) and part not in current and part in current.values())
+        ):
+            continue  # a union member's tag (the discriminator's value or a member type), not an input key
+        kept.append(part)
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            current = None
+    return tuple(kept)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -274,14 +305,96 @@ def _resolve_step(
         raw_config=keys,
         template=step.template,
     )
-    # Validate the processor keys now, with placeholder values for tenant-specific variables.
-    try:
-        pipeline.step_config(resolved, tenant_id="tenant_placeholder")
-    except KeyError as exc:
-        errors.append((location, f"unknown variable {{{exc.args[0]}}}"))
-    except ValidationError as exc:
-        errors.extend(_pydantic_errors(exc, prefix=location))
+    errors.extend(check_step_keys(pipeline, processor.config_model, keys, location))
     return resolved
+
+
+def check_step_keys(
+    pipeline: Pipeline, model: type[ProcessorConfig], keys: dict[str, Any], location: str
+) -> list[tuple[str, str]]:
+    """Validate a step's processor keys as they would be for a tenant: variables substituted (with
+    ``VALIDATION_TENANT_ID``), identifiers checked, the processor's model applied, then every SQL field
+    parsed and checked against the pipeline's datasets and declared parameters. Where to look comes
+    from the model's ``identifier_fields``, ``dataset_fields``, ``sql_fields`` and ``parameter_fields``."""
+    variables = pipeline.variables_for(tenant_id=VALIDATION_TENANT_ID)
+    try:
+        substituted = substitute_variables(keys, variables)
+    except KeyError as exc:
+        return [(location, f"unknown variable {{{exc.args[0]}}}")]
+    errors: list[tuple[str, str]] = []
+    for path in model.identifier_fields:
+        for at, raw in iter_path(keys, path, location):
+            if not isinstance(raw, str):
+                continue
+            value = substitute_variables(raw, variables)
+            if not IDENTIFIER_RE.match(value):
+                origin = f" (from {raw})" if raw != value else ""
+                errors.append((at, f"invalid identifier {value!r}{origin}"))
+    for path in model.dataset_fields:
+        for at, value in iter_path(substituted, path, location):
+            if value == "central" and not pipeline.is_system:
+                errors.append((at, "dataset_type 'central' is only allowed in system pipelines"))
+    reported = {at for at, _message in errors}
+    validated: ProcessorConfig | None = None
+    try:
+        validated = model.model_validate(substituted)
+    except ValidationError as exc:
+        found = _pydantic_errors(exc, prefix=location, data=substituted)
+        errors.extend(error for error in found if error[0] not in reported)
+    declared = pipeline.spec.parameters
+    datasets = {variables["tenant_dataset"]: "{tenant_dataset}"}
+    if pipeline.is_system:
+        datasets[variables["central_dataset"]] = "{central_dataset}"
+    for path, kind in model.sql_fields.items():
+        for at, raw in iter_path(keys, path, location):
+            if not isinstance(raw, str):
+                continue
+            bad = [
+                (name, variables[name])
+                for name in dict.fromkeys(_VARIABLE_RE.findall(raw))
+                if not _SQL_VARIABLE_VALUE_RE.match(variables[name])
+            ]
+            if bad:
+                errors.extend((at, f"invalid identifier {value!r} (from {{{name}}})") for name, value in bad)
+                continue
+            try:
+                analysis = analyze_sql(substitute_variables(raw, variables), kind=kind, datasets=datasets)
+            except SqlError as exc:
+                errors.extend((at, message) for message in exc.errors)
+                continue
+            undeclared = sorted(analysis.parameters - declared.keys())
+            errors.extend((at, f"parameter @{name} is not declared") for name in undeclared)
+    if validated is not None:
+        dumped = validated.model_dump()
+        for path in model.parameter_fields:
+            for at, value in iter_path(dumped, path, location):
+                if isinstance(value, str) and value not in declared:
+                    errors.append((at, f"parameter @{value} is not declared"))
+    return list(dict.fromkeys(errors))
+
+
+def iter_path(data: Any, path: str, location: str) -> Iterator[tuple[str, Any]]:
+    """The values at a dotted ``path`` (``[*]`` = every list item) with their error locations, e.g.
+    ``checks[*].column`` → ``("steps[2].checks[0].column", "id")``. Absent keys yield nothing."""
+    parts = path.split(".")
+
+    def walk(value: Any, index: int, at: str) -> Iterator[tuple[str, Any]]:
+        if index == len(parts):
+            yield at, value
+            return
+        part = parts[index]
+        every = part.endswith("[*]")
+        key = part.removesuffix("[*]")
+        if not isinstance(value, dict) or key not in value:
+            return
+        child, child_at = value[key], f"{at}.{key}"
+        if not every:
+            yield from walk(child, index + 1, child_at)
+        elif isinstance(child, list):
+            for position, item in enumerate(child):
+                yield from walk(item, index + 1, f"{child_at}[{position}]")
+
+    yield from walk(data, 0, location)
 
 
 def find_cycle(steps: list[ResolvedStep]) -> list[str]:

@@ -122,7 +122,7 @@ class DQResult(models.Model):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="dq_results")
     attempt = models.PositiveIntegerField()
     step_id = models.CharField(max_length=64)
-    check = models.CharField(max_length=100)
+    check_name = models.CharField(max_length=100)
     table = models.CharField(max_length=300, blank=True, default="")
     status = models.CharField(max_length=8, choices=DQStatus.choices)
     severity = models.CharField(max_length=8)
@@ -136,4 +136,4 @@ class DQResult(models.Model):
         indexes = [models.Index(fields=["run", "attempt"], name="dq_run_attempt_idx")]
 
     def __str__(self) -> str:
-        return f"{self.check} {self.status}"
+        return f"{self.check_name} {self.status}"

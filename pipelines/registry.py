@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 PROCESSORS: dict[str, str] = {
     "setup.bootstrap": "pipelines.processors.setup.BootstrapProcessor",
     "setup.onboarding": "pipelines.processors.setup.OnboardingProcessor",
+    "gcp.bq_etl": "pipelines.processors.etl.EtlProcessor",
+    "warehouse.load_file": "pipelines.processors.load_file.LoadFileProcessor",
+    "dq.checks": "pipelines.processors.dq.DqProcessor",
 }
 
 

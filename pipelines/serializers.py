@@ -22,7 +22,7 @@ class StepOutputSerializer(serializers.Serializer):
 
 class DQOutputSerializer(serializers.Serializer):
     step_id = serializers.CharField()
-    check = serializers.CharField()
+    check = serializers.CharField(source="check_name")
     table = serializers.CharField(allow_blank=True)
     status = serializers.CharField()
     observed = serializers.CharField(allow_blank=True)

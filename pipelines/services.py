@@ -33,7 +33,7 @@ from pipelines.models import (
 from pipelines.spec import resolve_parameters
 from tenants.actors import Actor
 from tenants.models import Subscription, Tenant, TenantUsage
-from tenants.selectors import UsageView, add_months, current_period_start, subscription_is_active
+from tenants.selectors import UsageView, current_period_start, next_period_start, subscription_is_active
 from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,9 @@ def _admit(
         raise AdmissionRefused(
             "monthly_quota_exceeded",
             f"Billing-period pipeline quota of {plan.monthly_limit} reached",
-            retry_after=_seconds_until(add_months(usage.period_start, 1), now),
+            retry_after=_seconds_until(
+                next_period_start(anchor=subscription.current_period_start, now=now), now
+            ),
         )
     if running >= plan.concurrent_limit:
         raise AdmissionRefused(
@@ -350,7 +352,7 @@ class _RunRecorder:
                         run=self.run,
                         attempt=self.claim.attempt,
                         step_id=record.step_id,
-                        check=record.check,
+                        check_name=record.check,
                         table=record.table,
                         status=record.status,
                         severity=record.severity,

@@ -13,7 +13,8 @@ Two kinds of SQL field exist:
 A table reference must be ``dataset.table`` with the dataset in the allowed set; CTE names are the only
 unqualified names accepted. Project-qualified names, ``INFORMATION_SCHEMA``, wildcard tables, table
 functions (``EXTERNAL_QUERY``, ``ML.*``, ...), dataset-qualified functions (persistent or remote UDFs),
-``@@system_variables``, scripting and DDL/DML are refused."""
+``@@system_variables``, scripting and DDL/DML are refused. BigQuery's implicit ``FROM t, t.array``
+reads as a table in dataset ``t`` and is refused too: write ``UNNEST(t.array) AS item`` (DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ class SqlAnalysis:
     """What one SQL field uses. ``normalized`` is the SQL rendered back without comments (so a
     trailing ``--`` cannot swallow the text a processor appends); ``tables`` are ``(dataset, table)``."""
 
-    tree: exp.Expr
     parameters: frozenset[str]
     tables: tuple[tuple[str, str], ...]
     normalized: str
@@ -58,22 +58,20 @@ def analyze_sql(sql: str, *, kind: SqlKind, datasets: Mapping[str, str]) -> SqlA
     """Parse ``sql`` (BigQuery dialect) and check it. ``datasets`` maps each allowed dataset name to how
     messages show it (``{tenant_dataset}`` at validation time, the real name at run time).
     ``SqlError`` lists every problem found."""
+    # The parsed tree is cached and shared: read it, never modify it.
     tree = _parse(sql, kind)
     errors = _problems(tree, datasets)
     if errors:
         raise SqlError(errors)
     return SqlAnalysis(
-        tree=tree,
         parameters=parameters_used(tree),
-        tables=tuple(
-            (table.db, table.name) for table in tree.find_all(exp.Table) if table.db and table.name
-        ),
+        tables=tuple((table.db, table.name) for table in tree.find_all(exp.Table) if table.db and table.name),
         normalized=tree.sql(dialect="bigquery", comments=False),
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_cached(sql: str, kind: SqlKind) -> exp.Expr:
+def _parse(sql: str, kind: SqlKind) -> exp.Expr:
     if kind == "predicate":
         if not sql.strip():
             raise SqlError(["SQL is empty"])
@@ -93,11 +91,6 @@ def _parse_cached(sql: str, kind: SqlKind) -> exp.Expr:
     if not isinstance(tree, exp.Query):
         raise SqlError([f"only a SELECT query is allowed here, not {_statement_name(tree)}"])
     return tree
-
-
-def _parse(sql: str, kind: SqlKind) -> exp.Expr:
-    # Callers may mutate nothing: the cached tree is shared, so hand out a copy.
-    return _parse_cached(sql, kind).copy()
 
 
 def _reason(exc: SqlglotError) -> str:

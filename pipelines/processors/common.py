@@ -4,6 +4,7 @@ that is checked and bound before it reaches the warehouse."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -11,7 +12,7 @@ from django.conf import settings
 from pydantic import AfterValidator
 
 from convergence.warehouse import Field as WarehouseField
-from convergence.warehouse import ScalarParam
+from convergence.warehouse.base import ParamValue
 from pipelines.processors.base import StepError
 from pipelines.spec import IDENTIFIER_RE
 from pipelines.sql import SqlAnalysis, SqlError, SqlKind, analyze_sql, bind_parameters
@@ -71,15 +72,23 @@ def checked_sql(context: RunContext, sql: str, kind: SqlKind) -> SqlAnalysis:
         raise StepError(f"SQL refused: {'; '.join(exc.errors)}") from None
 
 
-def query_parameters(context: RunContext, *analyses: SqlAnalysis) -> dict[str, ScalarParam]:
-    """Bound, typed values for exactly the ``@params`` these SQL texts use."""
+def query_parameters(
+    context: RunContext, *analyses: SqlAnalysis, internal: Mapping[str, ParamValue] | None = None
+) -> dict[str, ParamValue]:
+    """Bound, typed values for exactly the ``@params`` these SQL texts use. ``internal`` values are the
+    processor's own (names starting with ``_``, which no declared parameter can have)."""
+    internal = internal or {}
     used: set[str] = set()
     for analysis in analyses:
         used |= analysis.parameters
     try:
-        return bind_parameters(used, context.pipeline.spec.parameters, context.parameters)
+        bound: dict[str, ParamValue] = dict(
+            bind_parameters(used - internal.keys(), context.pipeline.spec.parameters, context.parameters)
+        )
     except SqlError as exc:
         raise StepError(f"SQL refused: {'; '.join(exc.errors)}") from None
+    bound.update({name: value for name, value in internal.items() if name in used})
+    return bound
 
 
 def quote(identifier: str) -> str:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from django.utils import timezone
 from pydantic import Field, model_validator
 
-from convergence.warehouse import ParamValue, TableRef
+from convergence.warehouse import TableRef
+from convergence.warehouse.base import ParamValue
 from pipelines.engine import RunContext
 from pipelines.processors.base import Processor, ProcessorConfig, StepError, StepResult
 from pipelines.processors.common import DatasetType, Identifier, checked_sql, query_parameters, quote
@@ -116,7 +117,7 @@ class DqConfig(ProcessorConfig):
     def _tables(self) -> DqConfig:
         for index, check in enumerate(self.checks):
             if isinstance(check, TableCheck) and check.table is None and self.table is None:
-                raise ValueError(f"checks[{index}] ({check.check}) needs a table: set 'table' on the step or check")
+                raise ValueError(f"checks[{index}] ({check.check}) needs a table: set 'table' on the step")
         return self
 
 
@@ -151,33 +152,26 @@ class CheckScope:
     def query(self, sql: str, internal: Mapping[str, ParamValue] | None = None) -> dict[str, Any]:
         """Run one check query (re-checked against the run's datasets) and return its single row."""
         analysis = checked_sql(self.context, sql, "query")
-        params: dict[str, ParamValue] = dict(query_parameters(self.context, analysis, internal=internal))
+        params = query_parameters(self.context, analysis, internal=internal)
         result = self.context.warehouse.query(sql, params, labels=self.context.labels)
         if len(result.rows) != 1:
             raise StepError("a data quality query returned no result row")
         return result.rows[0]
 
 
-def _outcome(check: CheckBase, scope: CheckScope, *, failing: int, message: str = "") -> list[CheckOutcome]:
+def _failing_rows(name: str, scope: CheckScope, failing: int) -> list[CheckOutcome]:
+    """The outcome of a check that counts failing rows: it passes at zero."""
     return [
         CheckOutcome(
-            name=check.name or _type(check),
-            table=str(scope.table or ""),
-            passed=failing == 0,
-            observed=failing,
-            expected=0,
-            message=message,
+            name=name, table=str(scope.table or ""), passed=failing == 0, observed=failing, expected=0
         )
     ]
 
 
-def _type(check: CheckBase) -> str:
-    return str(getattr(check, "check", type(check).__name__))
-
-
 def _not_null(scope: CheckScope, check: NotNullCheck) -> list[CheckOutcome]:
-    sql = f"SELECT COUNT(*) AS failing FROM {scope.table_sql}{scope.filtered(f'{quote(check.column)} IS NULL')}"
-    return _outcome(check, scope, failing=int(scope.query(sql)["failing"]))
+    condition = f"{quote(check.column)} IS NULL"
+    sql = f"SELECT COUNT(*) AS failing FROM {scope.table_sql}{scope.filtered(condition)}"
+    return _failing_rows(check.name or check.check, scope, int(scope.query(sql)["failing"]))
 
 
 def _unique(scope: CheckScope, check: UniqueCheck) -> list[CheckOutcome]:
@@ -187,7 +181,7 @@ def _unique(scope: CheckScope, check: UniqueCheck) -> list[CheckOutcome]:
         f"GROUP BY {columns} HAVING COUNT(*) > 1) AS duplicates"
     )
     failing = int(scope.query(sql)["failing"])
-    return _outcome(check, scope, failing=failing, message=f"{failing} duplicated key(s)" if failing else "")
+    return _failing_rows(check.name or check.check, scope, failing)
 
 
 def _accepted_values(scope: CheckScope, check: AcceptedValuesCheck) -> list[CheckOutcome]:
@@ -198,11 +192,12 @@ def _accepted_values(scope: CheckScope, check: AcceptedValuesCheck) -> list[Chec
         f"{scope.filtered(f'{column} IS NOT NULL', f'{column} NOT IN UNNEST(@_dq_accepted_values)')}"
     )
     failing = int(scope.query(sql, {"_dq_accepted_values": list(check.values)})["failing"])
-    return _outcome(check, scope, failing=failing)
+    return _failing_rows(check.name or check.check, scope, failing)
 
 
 def _row_count(scope: CheckScope, check: RowCountCheck) -> list[CheckOutcome]:
-    count = int(scope.query(f"SELECT COUNT(*) AS row_count FROM {scope.table_sql}{scope.filtered()}")["row_count"])
+    sql = f"SELECT COUNT(*) AS row_count FROM {scope.table_sql}{scope.filtered()}"
+    count = int(scope.query(sql)["row_count"])
     if check.min is not None and check.max is not None:
         expected = f"between {check.min} and {check.max}"
     elif check.min is not None:
@@ -211,8 +206,13 @@ def _row_count(scope: CheckScope, check: RowCountCheck) -> list[CheckOutcome]:
         expected = f"<= {check.max}"
     passed = (check.min is None or count >= check.min) and (check.max is None or count <= check.max)
     return [
-        CheckOutcome(name=check.name or check.check, table=str(scope.table), passed=passed,
-                     observed=count, expected=expected)
+        CheckOutcome(
+            name=check.name or check.check,
+            table=str(scope.table),
+            passed=passed,
+            observed=count,
+            expected=expected,
+        )
     ]
 
 
@@ -221,7 +221,7 @@ def _expression(scope: CheckScope, check: ExpressionCheck) -> list[CheckOutcome]
     # A NULL result does not hold, so it counts as failing.
     condition = f"NOT COALESCE(({predicate.normalized}), FALSE)"
     sql = f"SELECT COUNT(*) AS failing FROM {scope.table_sql}{scope.filtered(condition)}"
-    return _outcome(check, scope, failing=int(scope.query(sql)["failing"]))
+    return _failing_rows(check.name or check.check, scope, int(scope.query(sql)["failing"]))
 
 
 def _freshness(scope: CheckScope, check: FreshnessCheck) -> list[CheckOutcome]:
@@ -230,8 +230,11 @@ def _freshness(scope: CheckScope, check: FreshnessCheck) -> list[CheckOutcome]:
     expected = f"<= {check.max_age_hours:g}h"
     name = check.name or check.check
     if latest is None:
-        return [CheckOutcome(name=name, table=str(scope.table), passed=False, observed="no rows",
-                             expected=expected)]
+        return [
+            CheckOutcome(
+                name=name, table=str(scope.table), passed=False, observed="no rows", expected=expected
+            )
+        ]
     if isinstance(latest, dt.datetime):
         stamp = latest if latest.tzinfo is not None else latest.replace(tzinfo=dt.UTC)
     elif isinstance(latest, dt.date):
@@ -257,8 +260,11 @@ def _custom(scope: CheckScope, check: CustomCheck) -> list[CheckOutcome]:
     sql = f"SELECT COUNT(*) AS failing FROM (\n{analysis.normalized}\n) AS failing_rows"
     failing = int(scope.query(sql)["failing"])
     table = str(scope.table) if scope.table else ".".join(analysis.tables[0]) if analysis.tables else ""
-    return [CheckOutcome(name=check.name or check.check, table=table, passed=failing == 0,
-                         observed=failing, expected=0)]
+    return [
+        CheckOutcome(
+            name=check.name or check.check, table=table, passed=failing == 0, observed=failing, expected=0
+        )
+    ]
 
 
 CheckRunner = Callable[[CheckScope, Any], list[CheckOutcome]]

@@ -78,10 +78,8 @@ class LoadFileProcessor(Processor[LoadFileConfig]):
     def run(self, context: RunContext, config: LoadFileConfig) -> StepResult:
         destination = config.destination
         ref = TableRef(context.dataset(destination.dataset_type), destination.table)
-        if config.uri.startswith(_GCS_SCHEME):
-            source = config.uri
-        else:
-            source = str(resolve_local_path(config.uri))
+        is_gcs = config.uri.startswith(_GCS_SCHEME)
+        source = config.uri if is_gcs else str(resolve_local_path(config.uri))
         spec = TableSpec(schema=read_schema(config.schema_file)) if config.schema_file else None
         result = context.warehouse.load_file(
             source,

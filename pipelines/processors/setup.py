@@ -56,9 +56,14 @@ class TableDefinition(ProcessorConfig):
         )
 
 
+_TABLE_IDENTIFIERS = ("tables[*].name", "tables[*].partition_field", "tables[*].clustering[*]")
+
+
 class BootstrapConfig(ProcessorConfig):
     dataset_type: Literal["central"]
     tables: list[TableDefinition] = Field(min_length=1)
+
+    identifier_fields = _TABLE_IDENTIFIERS
 
 
 class BootstrapProcessor(Processor[BootstrapConfig]):
@@ -107,6 +112,8 @@ class BootstrapProcessor(Processor[BootstrapConfig]):
 class OnboardingConfig(ProcessorConfig):
     dataset_type: Literal["tenant_dataset"]
     tables: list[TableDefinition] = Field(default_factory=list)
+
+    identifier_fields = _TABLE_IDENTIFIERS
 
 
 class OnboardingProcessor(Processor[OnboardingConfig]):

@@ -270,6 +270,27 @@ def test_dq_results_model_is_attempt_scoped(acme, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks(execute=False):
         run_id = _trigger(acme).json()["pipeline_logging_id"]
     run = PipelineRun.objects.get(pk=run_id)
-    DQResult.objects.create(run=run, attempt=0, step_id="x", check="old", status="FAIL", severity="error")
+    DQResult.objects.create(run=run, attempt=0, step_id="x", check_name="old", status="FAIL", severity="error")
     run_execute(run_id=run_id)
     assert acme.get(f"/api/v1/pipelines/runs/{run_id}").json()["dq_results"] == []
+
+
+def test_monthly_retry_after_points_at_the_subscription_anniversary(acme) -> None:
+    from tenants.selectors import next_period_start
+
+    anchor = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
+    assert next_period_start(anchor=anchor, now=dt.datetime(2026, 2, 10, tzinfo=dt.UTC)) == dt.datetime(
+        2026, 2, 28, 12, 0, tzinfo=dt.UTC)
+    assert next_period_start(anchor=anchor, now=dt.datetime(2026, 2, 28, 12, 0, tzinfo=dt.UTC)) == dt.datetime(
+        2026, 3, 31, 12, 0, tzinfo=dt.UTC)
+    subscription = Subscription.objects.get(tenant_id="acme")
+    now = timezone.now()
+    subscription.current_period_start = now - dt.timedelta(days=3)
+    subscription.save()
+    usage = TenantUsage.objects.get(tenant_id="acme")
+    usage.period_start, usage.runs_this_period = subscription.current_period_start, 180
+    usage.save()
+    response = _trigger(acme)
+    assert response.status_code == 429
+    expected = next_period_start(anchor=subscription.current_period_start, now=now) - now
+    assert abs(int(response["Retry-After"]) - expected.total_seconds()) <= 3
