@@ -19,7 +19,7 @@ from convergence.api.errors import (
     QuotaExceeded,
 )
 from convergence.api.pagination import PageNumberPagination
-from convergence.api.schema import error_responses
+from convergence.api.schema import error_responses, paginated_response
 from convergence.api.serializers import StrictInputSerializer
 from pipelines import selectors, services
 from pipelines.catalog import catalog_entries
@@ -92,7 +92,7 @@ class RunCollectionApi(TenantApi):
     class FilterSerializer(StrictInputSerializer):
         status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
         pipeline = serializers.RegexField(
-            r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*/[a-z][a-z0-9_]*$", max_length=200, required=False
+            r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*/[a-z][a-z0-9_]*\Z", max_length=200, required=False
         )
         created_after = serializers.DateTimeField(required=False)
         created_before = serializers.DateTimeField(required=False)
@@ -102,7 +102,10 @@ class RunCollectionApi(TenantApi):
     @extend_schema(
         operation_id="pipelines_runs_list",
         parameters=[FilterSerializer],
-        responses={200: RunOutputSerializer(many=True), **error_responses(400, 401)},
+        responses={
+            200: paginated_response("PaginatedRunList", RunOutputSerializer(many=True)),
+            **error_responses(400, 401, 404),
+        },
     )
     def get(self, request: Request) -> Response:
         filters = _validated(self.FilterSerializer, request.query_params.dict())

@@ -198,7 +198,7 @@ def substitute_variables(value: Any, variables: dict[str, str]) -> Any:
 def pipeline_path(name: str) -> Path:
     """The config file for a pipeline name; ``PipelineNotFound`` for a malformed name, a path that
     escapes the configs folder, or a missing file."""
-    if not PIPELINE_NAME_RE.match(name):
+    if not PIPELINE_NAME_RE.fullmatch(name):
         raise PipelineNotFound(name)
     root = Path(settings.PIPELINE_CONFIGS_DIR)
     path = (root / f"{name}.yml").resolve()
@@ -209,7 +209,7 @@ def pipeline_path(name: str) -> Path:
 
 def load_template(name: str) -> TemplateSpec:
     root = Path(settings.PIPELINE_TEMPLATES_DIR)
-    if not TEMPLATE_NAME_RE.match(name):
+    if not TEMPLATE_NAME_RE.fullmatch(name):
         raise KeyError(name)
     path = (root / f"{name}.yml").resolve()
     if root.resolve() not in path.parents or not path.is_file():
@@ -327,7 +327,7 @@ def check_step_keys(
             if not isinstance(raw, str):
                 continue
             value = substitute_variables(raw, variables)
-            if not IDENTIFIER_RE.match(value):
+            if not IDENTIFIER_RE.fullmatch(value):
                 origin = f" (from {raw})" if raw != value else ""
                 errors.append((at, f"invalid identifier {value!r}{origin}"))
     for path in model.dataset_fields:
@@ -352,7 +352,7 @@ def check_step_keys(
             bad = [
                 (name, variables[name])
                 for name in dict.fromkeys(_VARIABLE_RE.findall(raw))
-                if not _SQL_VARIABLE_VALUE_RE.match(variables[name])
+                if not _SQL_VARIABLE_VALUE_RE.fullmatch(variables[name])
             ]
             if bad:
                 errors.extend((at, f"invalid identifier {value!r} (from {{{name}}})") for name, value in bad)
@@ -436,6 +436,6 @@ def iter_pipeline_files() -> list[tuple[str, Path]]:
     found = []
     for path in sorted(root.rglob("*.yml")):
         name = str(path.relative_to(root).with_suffix(""))
-        if PIPELINE_NAME_RE.match(name):
+        if PIPELINE_NAME_RE.fullmatch(name):
             found.append((name, path))
     return found

@@ -90,7 +90,7 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not re.match(NAME_PATTERN, name):
+            if not re.fullmatch(NAME_PATTERN, name):
                 raise ValueError(f"invalid name {name!r}: lowercase letters, digits and _")
         return value
 

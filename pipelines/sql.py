@@ -157,7 +157,7 @@ def _table_problem(table: exp.Table, ctes: set[str], datasets: Mapping[str, str]
         if table.name in ctes:
             return ""
         return f"table {table.name!r} must be dataset-qualified"
-    if not IDENTIFIER_RE.match(table.db) or not IDENTIFIER_RE.match(table.name):
+    if not IDENTIFIER_RE.fullmatch(table.db) or not IDENTIFIER_RE.fullmatch(table.name):
         return f"invalid table name {shown!r}"
     if table.db not in datasets:
         return f"SQL references dataset {table.db!r} (only {allowed} allowed)"

@@ -14,7 +14,6 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
-    inline_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -22,10 +21,11 @@ from rest_framework.response import Response
 
 from convergence.api.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from convergence.api.pagination import PageNumberPagination
+from convergence.api.schema import PAGE_PARAMETERS, error_responses, paginated_response
 from convergence.api.serializers import StrictInputSerializer
 from tenants import selectors, services
 from tenants.authentication import MAX_USER_ID_LENGTH, AdminApi, TenantApi
-from tenants.models import TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
+from tenants.models import TENANT_ID_JSON_PATTERN, TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyOutputSerializer,
@@ -33,23 +33,6 @@ from tenants.serializers import (
     api_key_created_representation,
     tenant_representation,
 )
-
-ERROR_RESPONSES: dict[int, Any] = {
-    code: inline_serializer(
-        f"Error{code}",
-        {
-            "error": inline_serializer(
-                f"ErrorBody{code}",
-                {
-                    "code": serializers.CharField(),
-                    "message": serializers.CharField(),
-                    "details": serializers.DictField(),
-                },
-            )
-        },
-    )
-    for code in (400, 401, 403, 404, 409, 413, 503)
-}
 
 
 class AdminKeyScheme(OpenApiAuthenticationExtension):
@@ -76,17 +59,8 @@ USER_ID_HEADER = OpenApiParameter(
     required=False,
     description=f"Who is behind the request (audit only; at most {MAX_USER_ID_LENGTH} printable characters).",
 )
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", {"type": "integer", "minimum": 1}, required=False, description="1-based page"),
-    OpenApiParameter(
-        "page_size",
-        {"type": "integer", "minimum": 1},
-        required=False,
-        description=f"Items per page (at most {PageNumberPagination.max_page_size})",
-    ),
-]
 KEY_HASH_PATTERN = r"^[0-9a-f]{64}$"
-TENANT_ID_SCHEMA = {"type": "string", "pattern": TENANT_ID_PATTERN, "maxLength": 50}
+TENANT_ID_SCHEMA = {"type": "string", "pattern": TENANT_ID_JSON_PATTERN, "maxLength": 50}
 TENANT_ID_PATH = OpenApiParameter("tenant_id", TENANT_ID_SCHEMA, OpenApiParameter.PATH)
 
 
@@ -96,23 +70,6 @@ class TenantIdField(serializers.CharField):
     on create, 404 elsewhere); the schema documents it."""
 
 
-def _errors(*codes: int) -> dict[int, Any]:
-    return {code: ERROR_RESPONSES[code] for code in codes}
-
-
-def _paginated(name: str, item: serializers.Serializer) -> Any:
-    """The DRF page envelope API.md documents: ``{"count", "next", "previous", "results"}``."""
-    return inline_serializer(
-        name,
-        {
-            "count": serializers.IntegerField(),
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": item,
-        },
-    )
-
-
 def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
@@ -120,7 +77,7 @@ def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict
 
 
 def _tenant_or_404(tenant_id: str) -> Any:
-    tenant = selectors.tenant_get(tenant_id=tenant_id) if re.match(TENANT_ID_PATTERN, tenant_id) else None
+    tenant = selectors.tenant_get(tenant_id=tenant_id) if re.fullmatch(TENANT_ID_PATTERN, tenant_id) else None
     if tenant is None:
         raise NotFound(f"Tenant {tenant_id!r} not found" if len(tenant_id) <= 50 else "Tenant not found")
     return tenant
@@ -144,7 +101,7 @@ class BootstrapApi(AdminApi):
         operation_id="admin_bootstrap",
         parameters=[USER_ID_HEADER],
         request=InputSerializer,
-        responses={200: OutputSerializer, **_errors(400, 401, 503)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 503)},
     )
     def post(self, request: Request) -> Response:
         data = _validate(self.InputSerializer, request.data)
@@ -172,8 +129,8 @@ class TenantCollectionApi(AdminApi):
         operation_id="admin_tenants_list",
         parameters=[*PAGE_PARAMETERS, USER_ID_HEADER],
         responses={
-            200: _paginated("PaginatedTenantList", TenantOutputSerializer(many=True)),
-            **_errors(400, 401, 404),
+            200: paginated_response("PaginatedTenantList", TenantOutputSerializer(many=True)),
+            **error_responses(400, 401, 404),
         },
     )
     def get(self, request: Request) -> Response:
@@ -185,12 +142,12 @@ class TenantCollectionApi(AdminApi):
         operation_id="admin_tenants_create",
         parameters=[USER_ID_HEADER],
         request=InputSerializer,
-        responses={201: TenantOutputSerializer, **_errors(400, 401, 409, 503)},
+        responses={201: TenantOutputSerializer, **error_responses(400, 401, 409, 503)},
     )
     def post(self, request: Request) -> Response:
         data = _validate(self.InputSerializer, request.data)
         tenant_id = data["tenant_id"]
-        if not re.match(TENANT_ID_PATTERN, tenant_id):
+        if not re.fullmatch(TENANT_ID_PATTERN, tenant_id):
             raise InvalidRequest(
                 "tenant_id must be 3-50 characters: lowercase letters, digits and _, starting with a letter",
                 code="invalid_tenant_id",
@@ -224,7 +181,7 @@ class TenantDetailApi(AdminApi):
     @extend_schema(
         operation_id="admin_tenants_get",
         parameters=[TENANT_ID_PATH, USER_ID_HEADER],
-        responses={200: TenantOutputSerializer, **_errors(400, 401, 404)},
+        responses={200: TenantOutputSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, tenant_id: str) -> Response:
         return Response(tenant_representation(_tenant_or_404(tenant_id)))
@@ -233,7 +190,7 @@ class TenantDetailApi(AdminApi):
         operation_id="admin_tenants_update",
         parameters=[TENANT_ID_PATH, USER_ID_HEADER],
         request=InputSerializer,
-        responses={200: TenantOutputSerializer, **_errors(400, 401, 404)},
+        responses={200: TenantOutputSerializer, **error_responses(400, 401, 404)},
     )
     def patch(self, request: Request, tenant_id: str) -> Response:
         tenant = _tenant_or_404(tenant_id)
@@ -259,8 +216,8 @@ class ApiKeyCollectionApi(AdminApi):
             USER_ID_HEADER,
         ],
         responses={
-            200: _paginated("PaginatedApiKeyList", ApiKeyOutputSerializer(many=True)),
-            **_errors(400, 401, 404),
+            200: paginated_response("PaginatedApiKeyList", ApiKeyOutputSerializer(many=True)),
+            **error_responses(400, 401, 404),
         },
     )
     def get(self, request: Request) -> Response:
@@ -275,7 +232,7 @@ class ApiKeyCollectionApi(AdminApi):
         operation_id="admin_api_keys_create",
         parameters=[USER_ID_HEADER],
         request=InputSerializer,
-        responses={201: ApiKeyCreatedSerializer, **_errors(400, 401, 404)},
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 404)},
     )
     def post(self, request: Request) -> Response:
         data = _validate(self.InputSerializer, request.data)
@@ -305,7 +262,7 @@ class ApiKeyDetailApi(AdminApi):
             OpenApiParameter("key_hash", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=KEY_HASH_PATTERN),
             USER_ID_HEADER,
         ],
-        responses={200: OutputSerializer, **_errors(400, 401, 404)},
+        responses={200: OutputSerializer, **error_responses(400, 401, 404)},
     )
     def delete(self, request: Request, key_hash: str) -> Response:
         key = (
@@ -323,7 +280,7 @@ class TenantSelfApi(TenantApi):
     @extend_schema(
         operation_id="tenant_get",
         parameters=[TENANT_ID_PATH, USER_ID_HEADER],
-        responses={200: TenantOutputSerializer, **_errors(400, 401, 403)},
+        responses={200: TenantOutputSerializer, **error_responses(400, 401, 403)},
     )
     def get(self, request: Request, tenant_id: str) -> Response:
         return Response(tenant_representation(self.tenant(request)))

@@ -33,7 +33,7 @@ def generate_tenant_key(tenant_id: str) -> str:
 def tenant_id_from_key(raw: str) -> str | None:
     """The tenant id embedded in a well-formed tenant key, or None if the key is malformed.
     The embedded id is only a routing hint: authentication is the hash lookup."""
-    match = _TENANT_KEY.match(raw)
+    match = _TENANT_KEY.fullmatch(raw)
     return match.group("tenant_id") if match else None
 
 
@@ -47,7 +47,7 @@ def generate_admin_key() -> str:
 
 
 def is_admin_key_format(raw: str) -> bool:
-    return bool(_ADMIN_KEY.match(raw))
+    return bool(_ADMIN_KEY.fullmatch(raw))
 
 
 def digests_equal(left: str, right: str) -> bool:

@@ -10,7 +10,10 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{2,49}$"
+# \Z, not $: "$" also matches before a trailing newline. The OpenAPI schema needs an ECMA regex, where
+# "$" is the end of the text.
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{2,49}\Z"
+TENANT_ID_JSON_PATTERN = r"^[a-z][a-z0-9_]{2,49}$"
 tenant_id_validator = RegexValidator(
     TENANT_ID_PATTERN,
     "3-50 characters: lowercase letters, digits and _, starting with a letter.",

@@ -83,6 +83,16 @@ def current_counts(*, tenant: Tenant, now: dt.datetime | None = None) -> tuple[i
     )
 
 
+def next_period_start(*, anchor: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """The next monthly anniversary of ``anchor`` after ``now`` (when the period count resets)."""
+    months = (now.year - anchor.year) * 12 + (now.month - anchor.month)
+    candidate = add_months(anchor, max(months, 0))
+    while candidate <= now:
+        months += 1
+        candidate = add_months(anchor, max(months, 0))
+    return candidate
+
+
 def usage_view(*, tenant: Tenant, now: dt.datetime | None = None) -> UsageView:
     plan = tenant.subscription.plan
     runs_today, runs_this_period = current_counts(tenant=tenant, now=now)

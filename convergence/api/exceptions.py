@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -121,6 +122,7 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
     return error_response(403, "forbidden", "Not allowed")
 
 
+@csrf_exempt  # also the catch-all route: a POST to an unknown URL is a JSON 404, not a CSRF 403 page
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return error_response(404, "not_found", "Not found")
 

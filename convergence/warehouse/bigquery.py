@@ -93,7 +93,7 @@ def _labels(labels: JobLabels | Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _check_identifier(name: str, what: str) -> str:
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise WarehouseError(f"invalid {what} name {name!r}")
     return name
 

@@ -278,7 +278,7 @@ def _literal(text: str) -> str:
 
 
 def _check_identifier(name: str, what: str) -> str:
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise WarehouseError(f"invalid {what} name {name!r}")
     return name
 

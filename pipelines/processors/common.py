@@ -24,7 +24,7 @@ DatasetType = Literal["tenant_dataset", "central"]
 
 
 def _identifier(value: str) -> str:
-    if not IDENTIFIER_RE.match(value):
+    if not IDENTIFIER_RE.fullmatch(value):
         raise ValueError(f"invalid identifier {value!r}")
     return value
 

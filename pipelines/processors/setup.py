@@ -26,7 +26,7 @@ class TableDefinition(ProcessorConfig):
     @field_validator("name", "partition_field")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not IDENTIFIER_RE.match(value):
+        if value is not None and not IDENTIFIER_RE.fullmatch(value):
             raise ValueError(f"invalid identifier {value!r}")
         return value
 

@@ -39,7 +39,7 @@ def test_create_tenant_creates_subscription_usage_and_dataset(admin_client, ware
     assert entry.request_id == response["X-Request-ID"]
 
 
-@pytest.mark.parametrize("tenant_id", ["Abc", "ab", "1abc", "a;drop", "a" * 51, "abc-def", "_abc", ""])
+@pytest.mark.parametrize("tenant_id", ["Abc", "ab", "1abc", "a;drop", "a" * 51, "abc-def", "_abc", "", "abc\n", "ab\u00e9c"])
 def test_invalid_tenant_ids_are_400_and_create_nothing(admin_client, warehouse, tenant_id) -> None:
     response = admin_client.post("/api/v1/admin/tenants", {"tenant_id": tenant_id}, format="json")
     assert response.status_code == 400
