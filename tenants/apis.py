@@ -67,7 +67,12 @@ TENANT_ID_PATH = OpenApiParameter("tenant_id", TENANT_ID_SCHEMA, OpenApiParamete
 @extend_schema_field(TENANT_ID_SCHEMA)
 class TenantIdField(serializers.CharField):
     """A tenant id in a request body. The view checks the pattern itself (400 ``invalid_tenant_id``
-    on create, 404 elsewhere); the schema documents it."""
+    on create, 404 elsewhere); the schema documents it. Whitespace is kept, so ``"acme\\n"`` is
+    refused rather than quietly becoming ``acme``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
 
 def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
