@@ -42,7 +42,15 @@ class DQResultInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = (
-        "attempt", "step_id", "check_name", "table", "status", "severity", "observed", "expected", "message",
+        "attempt",
+        "step_id",
+        "check_name",
+        "table",
+        "status",
+        "severity",
+        "observed",
+        "expected",
+        "message",
     )
     readonly_fields = fields
     ordering = ("-attempt", "created_at")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.bq_emulator"] if __import__("importlib.util").util.find_spec("tests.bq_emulator") else []
+pytest_plugins = ["tests.bq_emulator", "tests.pipeline_fixtures"]
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 REAL_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "real"
@@ -56,8 +56,14 @@ def ensure_seeded_plans() -> None:
     for code, name, daily, monthly, concurrent, priority in importlib.import_module(
         "tenants.migrations.0002_seed_plans"
     ).PLANS:
-        Plan.objects.get_or_create(code=code, defaults={"name": name, "daily_limit": daily, "monthly_limit": monthly,
-                                                        "concurrent_limit": concurrent, "priority": priority})
+        defaults = {
+            "name": name,
+            "daily_limit": daily,
+            "monthly_limit": monthly,
+            "concurrent_limit": concurrent,
+            "priority": priority,
+        }
+        Plan.objects.get_or_create(code=code, defaults=defaults)
 
 
 @pytest.fixture
@@ -95,5 +101,3 @@ def real_fixtures() -> Path:
             pytest.fail(message + " (REQUIRE_REAL_FIXTURES=1)")
         pytest.skip(message)
     return REAL_FIXTURES
-
-

@@ -129,3 +129,8 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Json
 
 def handler500(request: HttpRequest) -> JsonResponse:
     return error_response(500, "internal_error", f"Internal error (request {_request_id(request)})")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """CSRF_FAILURE_VIEW: a refused form post answers in the envelope too (API views are exempt)."""
+    return error_response(403, "forbidden", "CSRF verification failed")

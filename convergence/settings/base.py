@@ -260,6 +260,7 @@ LOGGING = {
 
 # Admin shows a new key once through a message: keep messages in the (signed) cookie, never in the
 # session table, so the plaintext never reaches the database.
+CSRF_FAILURE_VIEW = "convergence.api.exceptions.csrf_failure"
 MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -26,15 +26,18 @@ def test_method_not_allowed_is_json_405(admin_client) -> None:
 
 
 def test_malformed_json_is_400(admin_client) -> None:
-    response = admin_client.post("/api/v1/admin/tenants", data='{"tenant_id": ', content_type="application/json")
+    response = admin_client.post(
+        "/api/v1/admin/tenants", data='{"tenant_id": ', content_type="application/json"
+    )
     _assert_envelope(response, 400, "invalid_request")
     assert "line" not in response.json()["error"]["message"].lower()
 
 
 def test_body_over_limit_is_413(admin_client, settings) -> None:
     settings.MAX_BODY_BYTES = 2048
-    response = admin_client.post("/api/v1/admin/tenants", data='{"description": "' + "x" * 4096 + '"}',
-                                 content_type="application/json")
+    response = admin_client.post(
+        "/api/v1/admin/tenants", data='{"description": "' + "x" * 4096 + '"}', content_type="application/json"
+    )
     _assert_envelope(response, 413, "payload_too_large")
 
 

@@ -52,18 +52,27 @@ def test_missing_and_extra_fields(tmp_path) -> None:
 
 
 def test_processor_keys_are_validated(tmp_path) -> None:
-    errors = _errors(tmp_path, "description: x\nsteps:\n  - {step_id: a, ps_type: setup.onboarding, "
-                               "dataset_type: tenant_dataset, colour: red}\n")
+    errors = _errors(
+        tmp_path,
+        "description: x\nsteps:\n  - {step_id: a, ps_type: setup.onboarding, "
+        "dataset_type: tenant_dataset, colour: red}\n",
+    )
     assert errors == [("steps[0].colour", "extra field not permitted")]
 
 
 def test_unknown_dependency_and_cycle(tmp_path) -> None:
-    errors = _errors(tmp_path, "description: x\nsteps:\n"
-                     "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [ghost]}\n")
+    errors = _errors(
+        tmp_path,
+        "description: x\nsteps:\n"
+        "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [ghost]}\n",
+    )
     assert errors == [("steps[0].depends_on", "unknown step 'ghost'")]
-    errors = _errors(tmp_path, "description: x\nsteps:\n"
-                     "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [b]}\n"
-                     "  - {step_id: b, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [a]}\n")
+    errors = _errors(
+        tmp_path,
+        "description: x\nsteps:\n"
+        "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [b]}\n"
+        "  - {step_id: b, ps_type: setup.onboarding, dataset_type: tenant_dataset, depends_on: [a]}\n",
+    )
     assert errors == [("steps", "dependency cycle: a -> b -> a")]
 
 
@@ -75,9 +84,17 @@ def test_yaml_aliases_are_refused(tmp_path) -> None:
 
 def test_system_processors_are_refused_in_tenant_pipelines(tmp_path) -> None:
     with pytest.raises(PipelineConfigError) as info:
-        parse_pipeline("gcp/cost/example", _write(tmp_path, "description: x\nsteps:\n"
-                       "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset}\n"))
-    assert info.value.errors == [("steps[0].ps_type", "'setup.onboarding' is only allowed in system pipelines")]
+        parse_pipeline(
+            "gcp/cost/example",
+            _write(
+                tmp_path,
+                "description: x\nsteps:\n"
+                "  - {step_id: a, ps_type: setup.onboarding, dataset_type: tenant_dataset}\n",
+            ),
+        )
+    assert info.value.errors == [
+        ("steps[0].ps_type", "'setup.onboarding' is only allowed in system pipelines")
+    ]
 
 
 def test_validate_pipelines_reports_file_path_message_and_exits_1(tmp_path, capsys) -> None:

@@ -32,8 +32,9 @@ def _wave(raw_key: str, tenant_id: str) -> Counter:
         client.credentials(HTTP_X_API_KEY=raw_key)
         barrier.wait()
         try:
-            response = client.post(f"/api/v1/pipelines/run/{tenant_id}/test/engine/ok", {"date": "2025-11-19"},
-                                   format="json")
+            response = client.post(
+                f"/api/v1/pipelines/run/{tenant_id}/test/engine/ok", {"date": "2025-11-19"}, format="json"
+            )
             if response.status_code == 202:
                 return "admitted"
             assert response.status_code == 429, response.content
@@ -51,8 +52,9 @@ def _finish_all(tenant_id: str) -> None:
 
 
 @pytest.mark.parametrize("plan,concurrent,daily", [("STARTER", 1, 6), ("PROFESSIONAL", 3, 25)])
-def test_concurrent_triggers_admit_exactly_the_plan(make_tenant, test_pipelines, no_broker, plan, concurrent,
-                                                    daily) -> None:
+def test_concurrent_triggers_admit_exactly_the_plan(
+    make_tenant, test_pipelines, no_broker, plan, concurrent, daily
+) -> None:
     _tenant, raw = make_tenant("racer", plan=plan)
     admitted_total = 0
     waves = 0

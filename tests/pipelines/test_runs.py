@@ -22,8 +22,9 @@ def acme(make_tenant, tenant_client, test_pipelines):
 
 
 def _trigger(client, pipeline="ok", body=None, **extra):
-    return client.post(RUN_URL.format(pipeline), body if body is not None else {"date": "2025-11-19"},
-                       format="json", **extra)
+    return client.post(
+        RUN_URL.format(pipeline), body if body is not None else {"date": "2025-11-19"}, format="json", **extra
+    )
 
 
 def test_trigger_accepts_and_sends_one_task_after_commit(acme, django_capture_on_commit_callbacks) -> None:
@@ -57,7 +58,9 @@ def test_completed_run_shows_steps(acme, django_capture_on_commit_callbacks) -> 
     assert detail["error"] == ""
     assert detail["duration_ms"] is not None and detail["duration_ms"] >= 0
     assert [(s["step_id"], s["status"], s["rows_affected"]) for s in detail["steps"]] == [
-        ("first", "COMPLETED", 3), ("second", "COMPLETED", 4)]
+        ("first", "COMPLETED", 3),
+        ("second", "COMPLETED", 4),
+    ]
     assert detail["dq_results"] == []
 
 
@@ -70,7 +73,9 @@ def test_retryable_failure_succeeds_on_retry(acme, django_capture_on_commit_call
     assert (step.status, step.tries, step.rows_affected) == ("COMPLETED", 2, 5)
 
 
-def test_non_retryable_failure_fails_run_and_skips_dependants(acme, django_capture_on_commit_callbacks) -> None:
+def test_non_retryable_failure_fails_run_and_skips_dependants(
+    acme, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=False):
         run_id = _trigger(acme, "broken").json()["pipeline_logging_id"]
     assert run_execute(run_id=run_id) == "FAILED"
@@ -78,7 +83,10 @@ def test_non_retryable_failure_fails_run_and_skips_dependants(acme, django_captu
     assert detail["status"] == "FAILED"
     assert detail["error"] == "step broken: transient failure 1"
     assert [(s["step_id"], s["status"]) for s in detail["steps"]] == [
-        ("load", "COMPLETED"), ("broken", "FAILED"), ("after", "SKIPPED")]
+        ("load", "COMPLETED"),
+        ("broken", "FAILED"),
+        ("after", "SKIPPED"),
+    ]
     assert StepLog.objects.get(run_id=run_id, step_id="broken").tries == 1
 
 
@@ -89,13 +97,16 @@ def test_step_timeout_fails_the_run(acme, django_capture_on_commit_callbacks) ->
     assert PipelineRun.objects.get(pk=run_id).error == "step slow: step timed out after 1s"
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"date": "2025-01-01' OR '1'='1"}, "date"),
-    ({"date": "2025-02-30"}, "date"),
-    ({}, "date"),
-    ({"date": "2025-01-01", "extra": 1}, "extra"),
-    ({"date": "2025-01-01", "label": "x'; DROP TABLE t; --"}, "label"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"date": "2025-01-01' OR '1'='1"}, "date"),
+        ({"date": "2025-02-30"}, "date"),
+        ({}, "date"),
+        ({"date": "2025-01-01", "extra": 1}, "extra"),
+        ({"date": "2025-01-01", "label": "x'; DROP TABLE t; --"}, "label"),
+    ],
+)
 def test_bad_parameters_are_400_and_consume_nothing(acme, body, field) -> None:
     response = _trigger(acme, body=body)
     assert response.status_code == 400
@@ -105,15 +116,18 @@ def test_bad_parameters_are_400_and_consume_nothing(acme, body, field) -> None:
     assert TenantUsage.objects.get(tenant_id="acme").runs_today == 0
 
 
-@pytest.mark.parametrize("path", [
-    "/api/v1/pipelines/run/acme/test/engine/nope",
-    "/api/v1/pipelines/run/acme/../engine/ok",
-    "/api/v1/pipelines/run/acme/test/engine/..",
-    "/api/v1/pipelines/run/acme/test/engine%2Fok/x",
-    "/api/v1/pipelines/run/acme/test/engine/%2e%2e",
-    "/api/v1/pipelines/run/acme/system/x/bootstrap",
-    "/api/v1/pipelines/run/acme/tenant/onboarding/x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/pipelines/run/acme/test/engine/nope",
+        "/api/v1/pipelines/run/acme/../engine/ok",
+        "/api/v1/pipelines/run/acme/test/engine/..",
+        "/api/v1/pipelines/run/acme/test/engine%2Fok/x",
+        "/api/v1/pipelines/run/acme/test/engine/%2e%2e",
+        "/api/v1/pipelines/run/acme/system/x/bootstrap",
+        "/api/v1/pipelines/run/acme/tenant/onboarding/x",
+    ],
+)
 def test_unknown_or_escaping_pipeline_paths_are_404(acme, path) -> None:
     response = acme.post(path, {"date": "2025-01-01"}, format="json")
     assert response.status_code == 404
@@ -204,13 +218,17 @@ def test_cancel_is_honoured_between_steps(acme, django_capture_on_commit_callbac
     assert list(StepLog.objects.filter(run_id=run_id).values_list("step_id", flat=True)) == ["first"]
 
 
-def test_other_tenants_run_is_404(acme, make_tenant, tenant_client, django_capture_on_commit_callbacks) -> None:
+def test_other_tenants_run_is_404(
+    acme, make_tenant, tenant_client, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=False):
         run_id = _trigger(acme).json()["pipeline_logging_id"]
     _other, other_raw = make_tenant("globex")
     other = tenant_client(other_raw)
-    for response in (other.get(f"/api/v1/pipelines/runs/{run_id}"),
-                     other.post(f"/api/v1/pipelines/runs/{run_id}/cancel")):
+    for response in (
+        other.get(f"/api/v1/pipelines/runs/{run_id}"),
+        other.post(f"/api/v1/pipelines/runs/{run_id}/cancel"),
+    ):
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
     assert other.get("/api/v1/pipelines/runs").json()["count"] == 0
@@ -231,8 +249,10 @@ def test_run_list_filters_and_orders_newest_first(acme, settings, django_capture
     listed = acme.get("/api/v1/pipelines/runs").json()
     assert [r["pipeline_logging_id"] for r in listed["results"]] == list(reversed(ids))
     assert listed["count"] == 3
-    assert [r["pipeline_logging_id"] for r in acme.get("/api/v1/pipelines/runs?status=COMPLETED").json()["results"]] \
-        == [ids[0]]
+    assert [
+        r["pipeline_logging_id"]
+        for r in acme.get("/api/v1/pipelines/runs?status=COMPLETED").json()["results"]
+    ] == [ids[0]]
     assert acme.get("/api/v1/pipelines/runs?pipeline=test/engine/flaky").json()["count"] == 1
     assert acme.get("/api/v1/pipelines/runs?page_size=2").json()["next"] is not None
     bad = acme.get("/api/v1/pipelines/runs?status=BOGUS")
@@ -270,7 +290,9 @@ def test_dq_results_model_is_attempt_scoped(acme, django_capture_on_commit_callb
     with django_capture_on_commit_callbacks(execute=False):
         run_id = _trigger(acme).json()["pipeline_logging_id"]
     run = PipelineRun.objects.get(pk=run_id)
-    DQResult.objects.create(run=run, attempt=0, step_id="x", check_name="old", status="FAIL", severity="error")
+    DQResult.objects.create(
+        run=run, attempt=0, step_id="x", check_name="old", status="FAIL", severity="error"
+    )
     run_execute(run_id=run_id)
     assert acme.get(f"/api/v1/pipelines/runs/{run_id}").json()["dq_results"] == []
 
@@ -280,9 +302,11 @@ def test_monthly_retry_after_points_at_the_subscription_anniversary(acme) -> Non
 
     anchor = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
     assert next_period_start(anchor=anchor, now=dt.datetime(2026, 2, 10, tzinfo=dt.UTC)) == dt.datetime(
-        2026, 2, 28, 12, 0, tzinfo=dt.UTC)
-    assert next_period_start(anchor=anchor, now=dt.datetime(2026, 2, 28, 12, 0, tzinfo=dt.UTC)) == dt.datetime(
-        2026, 3, 31, 12, 0, tzinfo=dt.UTC)
+        2026, 2, 28, 12, 0, tzinfo=dt.UTC
+    )
+    assert next_period_start(
+        anchor=anchor, now=dt.datetime(2026, 2, 28, 12, 0, tzinfo=dt.UTC)
+    ) == dt.datetime(2026, 3, 31, 12, 0, tzinfo=dt.UTC)
     subscription = Subscription.objects.get(tenant_id="acme")
     now = timezone.now()
     subscription.current_period_start = now - dt.timedelta(days=3)

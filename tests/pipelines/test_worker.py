@@ -58,16 +58,36 @@ def worker_env(settings: Any, tmp_path: Path, test_pipelines: Path) -> dict[str,
 
 
 @pytest.fixture
-def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def _start() -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker-{len(processes)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.pipelines.worker_launcher", "worker", "-Q", worker_env["CELERY_QUEUE"],
-             "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--loglevel", "INFO"],
-            cwd=REPO, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.pipelines.worker_launcher",
+                "worker",
+                "-Q",
+                worker_env["CELERY_QUEUE"],
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=REPO,
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes.append(process)
         return process
@@ -99,29 +119,39 @@ def _status(run_id: str) -> str:
 def test_run_is_executed_by_a_real_worker(make_tenant, tenant_client, start_worker) -> None:
     _tenant, raw = make_tenant("acme")
     start_worker()
-    response = tenant_client(raw).post("/api/v1/pipelines/run/acme/test/engine/ok", {"date": "2025-11-19"},
-                                       format="json")
+    response = tenant_client(raw).post(
+        "/api/v1/pipelines/run/acme/test/engine/ok", {"date": "2025-11-19"}, format="json"
+    )
     assert response.status_code == 202
     run_id = response.json()["pipeline_logging_id"]
     _wait_for(lambda: _status(run_id) in {"COMPLETED", "FAILED"}, 60, "the run to finish")
     run = PipelineRun.objects.get(pk=run_id)
     assert (run.status, run.attempt, run.rows_processed) == ("COMPLETED", 1, 7)
     assert list(StepLog.objects.filter(run=run).values_list("step_id", "status")) == [
-        ("first", "COMPLETED"), ("second", "COMPLETED")]
+        ("first", "COMPLETED"),
+        ("second", "COMPLETED"),
+    ]
 
 
-def test_sigkilled_worker_run_is_redelivered_and_completes_once(make_tenant, tenant_client, start_worker,
-                                                                tmp_path) -> None:
+def test_sigkilled_worker_run_is_redelivered_and_completes_once(
+    make_tenant, tenant_client, start_worker, tmp_path
+) -> None:
     _tenant, raw = make_tenant("acme")
     hold = tmp_path / "hold"
     hold.write_text("the step blocks while this file exists")
     worker = start_worker()
-    response = tenant_client(raw).post("/api/v1/pipelines/run/acme/test/engine/slow",
-                                       {"date": "2025-11-19", "hold_file": str(hold)}, format="json")
+    response = tenant_client(raw).post(
+        "/api/v1/pipelines/run/acme/test/engine/slow",
+        {"date": "2025-11-19", "hold_file": str(hold)},
+        format="json",
+    )
     assert response.status_code == 202
     run_id = response.json()["pipeline_logging_id"]
-    _wait_for(lambda: StepLog.objects.filter(run_id=run_id, step_id="first", status="RUNNING").exists(), 60,
-              "the first step to start")
+    _wait_for(
+        lambda: StepLog.objects.filter(run_id=run_id, step_id="first", status="RUNNING").exists(),
+        60,
+        "the first step to start",
+    )
     os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child, mid-step
     worker.wait(timeout=10)
     assert _status(run_id) == "RUNNING"

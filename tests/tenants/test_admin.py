@@ -27,7 +27,9 @@ def _changelist_queries(client: Client, url: str) -> int:
     return len(captured.captured_queries)
 
 
-@pytest.mark.parametrize("url", ["/admin/tenants/tenant/", "/admin/tenants/tenantapikey/", "/admin/tenants/auditlog/"])
+@pytest.mark.parametrize(
+    "url", ["/admin/tenants/tenant/", "/admin/tenants/tenantapikey/", "/admin/tenants/auditlog/"]
+)
 def test_changelists_do_not_grow_queries_with_rows(staff_client, make_tenant, url) -> None:
     make_tenant("alpha")
     few = _changelist_queries(staff_client, url)
@@ -37,10 +39,16 @@ def test_changelists_do_not_grow_queries_with_rows(staff_client, make_tenant, ur
 
 
 def test_create_tenant_in_admin_runs_onboarding(staff_client, warehouse) -> None:
-    response = staff_client.post("/admin/tenants/tenant/add/", {
-        "tenant_id": "acme", "description": "Acme", "contact_email": "ops@acme.io", "plan": "PROFESSIONAL",
-        "subscription_status": "TRIAL",
-    })
+    response = staff_client.post(
+        "/admin/tenants/tenant/add/",
+        {
+            "tenant_id": "acme",
+            "description": "Acme",
+            "contact_email": "ops@acme.io",
+            "plan": "PROFESSIONAL",
+            "subscription_status": "TRIAL",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     tenant = Tenant.objects.get(tenant_id="acme")
     assert tenant.subscription.plan.code == "PROFESSIONAL"
@@ -53,8 +61,9 @@ def test_create_tenant_in_admin_runs_onboarding(staff_client, warehouse) -> None
 
 def test_generate_key_shows_it_once_and_stores_only_hash(staff_client, make_tenant) -> None:
     make_tenant("acme")
-    response = staff_client.post("/admin/tenants/tenantapikey/add/", {"tenant": "acme", "description": "from admin"},
-                                 follow=True)
+    response = staff_client.post(
+        "/admin/tenants/tenantapikey/add/", {"tenant": "acme", "description": "from admin"}, follow=True
+    )
     assert response.status_code == 200
     shown = [str(message) for message in response.context["messages"]]
     (message,) = [text for text in shown if "New API key" in text]
@@ -71,8 +80,11 @@ def test_generate_key_shows_it_once_and_stores_only_hash(staff_client, make_tena
 def test_revoke_action_and_revoked_keys_are_read_only(staff_client, make_tenant) -> None:
     _tenant, raw = make_tenant("acme")
     key = TenantApiKey.objects.get(key_hash=hash_key(raw))
-    response = staff_client.post("/admin/tenants/tenantapikey/", {"action": "revoke_keys",
-                                                                   "_selected_action": [str(key.pk)]}, follow=True)
+    response = staff_client.post(
+        "/admin/tenants/tenantapikey/",
+        {"action": "revoke_keys", "_selected_action": [str(key.pk)]},
+        follow=True,
+    )
     assert response.status_code == 200
     key.refresh_from_db()
     assert key.is_active is False and key.revoked_at is not None
@@ -91,19 +103,31 @@ def test_audit_log_is_read_only(staff_client, make_tenant) -> None:
     entry = AuditLog.objects.first()
     assert entry is not None
     assert staff_client.get("/admin/tenants/auditlog/add/").status_code == 403
-    assert staff_client.post(f"/admin/tenants/auditlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        staff_client.post(f"/admin/tenants/auditlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
     assert AuditLog.objects.filter(pk=entry.pk).exists()
     assert staff_client.get("/admin/tenants/auditlog/?q=acme").status_code == 200
 
 
 def test_plans_are_seeded_and_editable(staff_client) -> None:
     assert {(p.code, p.daily_limit, p.monthly_limit, p.concurrent_limit) for p in Plan.objects.all()} == {
-        ("STARTER", 6, 180, 1), ("PROFESSIONAL", 25, 750, 3), ("SCALE", 100, 3000, 10)}
+        ("STARTER", 6, 180, 1),
+        ("PROFESSIONAL", 25, 750, 3),
+        ("SCALE", 100, 3000, 10),
+    }
     plan = Plan.objects.get(code="STARTER")
-    response = staff_client.post(f"/admin/tenants/plan/{plan.pk}/change/", {
-        "code": "STARTER", "name": "Starter", "daily_limit": 8, "monthly_limit": 200, "concurrent_limit": 2,
-        "priority": 1,
-    })
+    response = staff_client.post(
+        f"/admin/tenants/plan/{plan.pk}/change/",
+        {
+            "code": "STARTER",
+            "name": "Starter",
+            "daily_limit": 8,
+            "monthly_limit": 200,
+            "concurrent_limit": 2,
+            "priority": 1,
+        },
+    )
     assert response.status_code == 302
     plan.refresh_from_db()
     assert (plan.daily_limit, plan.monthly_limit, plan.concurrent_limit) == (8, 200, 2)

@@ -20,14 +20,22 @@ def test_health_is_public() -> None:
 
 
 def test_create_tenant_creates_subscription_usage_and_dataset(admin_client, warehouse) -> None:
-    response = admin_client.post("/api/v1/admin/tenants", {"tenant_id": "acme", "contact_email": "ops@acme.io"},
-                                 format="json", HTTP_X_USER_ID="alice")
+    response = admin_client.post(
+        "/api/v1/admin/tenants",
+        {"tenant_id": "acme", "contact_email": "ops@acme.io"},
+        format="json",
+        HTTP_X_USER_ID="alice",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["tenant_id"] == "acme"
     assert body["dataset_id"] == "acme_local"
     assert body["subscription"] == {
-        "plan": "STARTER", "status": "ACTIVE", "daily_limit": 6, "monthly_limit": 180, "concurrent_limit": 1,
+        "plan": "STARTER",
+        "status": "ACTIVE",
+        "daily_limit": 6,
+        "monthly_limit": 180,
+        "concurrent_limit": 1,
         "current_period_start": body["subscription"]["current_period_start"],
     }
     assert body["usage"] == {"runs_today": 0, "runs_this_period": 0, "running": 0}
@@ -35,11 +43,18 @@ def test_create_tenant_creates_subscription_usage_and_dataset(admin_client, ware
     assert Subscription.objects.get(tenant_id="acme").plan.code == "STARTER"
     assert TenantUsage.objects.filter(tenant_id="acme").count() == 1
     entry = AuditLog.objects.get(action="tenant.create")
-    assert (entry.tenant_id, entry.user_id, entry.actor_type, entry.target_id) == ("acme", "alice", "admin_key", "acme")
+    assert (entry.tenant_id, entry.user_id, entry.actor_type, entry.target_id) == (
+        "acme",
+        "alice",
+        "admin_key",
+        "acme",
+    )
     assert entry.request_id == response["X-Request-ID"]
 
 
-@pytest.mark.parametrize("tenant_id", ["Abc", "ab", "1abc", "a;drop", "a" * 51, "abc-def", "_abc", "", "abc\n", "ab\u00e9c"])
+@pytest.mark.parametrize(
+    "tenant_id", ["Abc", "ab", "1abc", "a;drop", "a" * 51, "abc-def", "_abc", "", "abc\n", "ab\u00e9c"]
+)
 def test_invalid_tenant_ids_are_400_and_create_nothing(admin_client, warehouse, tenant_id) -> None:
     response = admin_client.post("/api/v1/admin/tenants", {"tenant_id": tenant_id}, format="json")
     assert response.status_code == 400
@@ -81,7 +96,9 @@ def test_warehouse_failure_during_onboarding_leaves_nothing(admin_client, wareho
 
 
 def test_unknown_fields_are_rejected(admin_client) -> None:
-    response = admin_client.post("/api/v1/admin/tenants", {"tenant_id": "acme", "dataset_id": "evil"}, format="json")
+    response = admin_client.post(
+        "/api/v1/admin/tenants", {"tenant_id": "acme", "dataset_id": "evil"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {"dataset_id": ["Unknown field."]}
     assert Tenant.objects.count() == 0
@@ -89,8 +106,9 @@ def test_unknown_fields_are_rejected(admin_client) -> None:
 
 def test_patch_tenant_changes_plan_and_status(admin_client, make_tenant) -> None:
     make_tenant("acme")
-    response = admin_client.patch("/api/v1/admin/tenants/acme", {"plan": "SCALE", "subscription_status": "SUSPENDED"},
-                                  format="json")
+    response = admin_client.patch(
+        "/api/v1/admin/tenants/acme", {"plan": "SCALE", "subscription_status": "SUSPENDED"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["subscription"]["plan"] == "SCALE"
     assert response.json()["subscription"]["status"] == "SUSPENDED"
@@ -111,14 +129,23 @@ def test_list_tenants_is_paginated(admin_client, make_tenant) -> None:
 
 def test_api_key_lifecycle(admin_client, make_tenant, tenant_client) -> None:
     make_tenant("acme")
-    created = admin_client.post("/api/v1/admin/api-keys", {"tenant_id": "acme", "description": "ci"}, format="json")
+    created = admin_client.post(
+        "/api/v1/admin/api-keys", {"tenant_id": "acme", "description": "ci"}, format="json"
+    )
     assert created.status_code == 201
     body = created.json()
     raw = body["api_key"]
     assert raw.startswith("sk_acme_") and len(raw) == len("sk_acme_") + 32
     assert body["tenant_api_key_hash"] == hash_key(raw)
-    assert set(body) == {"api_key", "tenant_api_key_hash", "tenant_api_key_id", "tenant_id", "description",
-                         "created_at", "expires_at"}
+    assert set(body) == {
+        "api_key",
+        "tenant_api_key_hash",
+        "tenant_api_key_id",
+        "tenant_id",
+        "description",
+        "created_at",
+        "expires_at",
+    }
 
     assert tenant_client(raw).get("/api/v1/tenants/acme").status_code == 200
 
@@ -148,7 +175,9 @@ def test_api_key_expiring_in_the_past_is_400(admin_client, make_tenant) -> None:
     make_tenant("acme")
     before = TenantApiKey.objects.count()
     past = (timezone.now() - dt.timedelta(minutes=1)).isoformat()
-    response = admin_client.post("/api/v1/admin/api-keys", {"tenant_id": "acme", "expires_at": past}, format="json")
+    response = admin_client.post(
+        "/api/v1/admin/api-keys", {"tenant_id": "acme", "expires_at": past}, format="json"
+    )
     assert response.status_code == 400
     assert "expires_at" in response.json()["error"]["details"]
     assert TenantApiKey.objects.count() == before
@@ -170,7 +199,9 @@ def test_tenant_get_has_quota_headers(make_tenant, tenant_client) -> None:
     assert response["X-Quota-Concurrent-Limit"] == "3"
 
 
-def test_last_used_at_written_at_most_once_per_interval(make_tenant, tenant_client, django_assert_num_queries) -> None:
+def test_last_used_at_written_at_most_once_per_interval(
+    make_tenant, tenant_client, django_assert_num_queries
+) -> None:
     _tenant, raw = make_tenant("acme")
     client = tenant_client(raw)
     client.get("/api/v1/tenants/acme")
@@ -194,8 +225,11 @@ def test_bootstrap_twice(admin_client, warehouse) -> None:
     assert first.json()["tables_created"] == 11
     second = admin_client.post("/api/v1/admin/bootstrap", {}, format="json")
     assert second.json()["status"] == "SUCCESS"
-    assert (second.json()["dataset_created"], second.json()["tables_created"], second.json()["tables_existing"]) == (
-        False, 0, 11)
+    assert (
+        second.json()["dataset_created"],
+        second.json()["tables_created"],
+        second.json()["tables_existing"],
+    ) == (False, 0, 11)
     assert len(warehouse.list_tables("tenants")) == 11
     forced = admin_client.post("/api/v1/admin/bootstrap", {"force_recreate_tables": True}, format="json")
     assert (forced.json()["tables_created"], forced.json()["tables_existing"]) == (11, 0)

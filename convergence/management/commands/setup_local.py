@@ -24,8 +24,8 @@ def _write_secret(path: Path, value: str) -> None:
 
 class Command(BaseCommand):
     help = (
-        "Prepare a local installation (idempotent): admin API key, staff superuser 'admin', central warehouse "
-        "dataset, and the demo tenant with an API key. Re-running reuses what exists."
+        "Prepare a local installation (idempotent): admin API key, staff superuser 'admin', central "
+        "warehouse dataset, and the demo tenant with an API key. Re-running reuses what exists."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,8 +46,12 @@ class Command(BaseCommand):
         if not user_model.objects.filter(username="admin").exists():
             password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
             user_model.objects.create_superuser("admin", "admin@localhost", password)
-            shown = "(from DJANGO_SUPERUSER_PASSWORD)" if "DJANGO_SUPERUSER_PASSWORD" in os.environ else password
-            self.stdout.write(self.style.WARNING(f"staff superuser 'admin' created, password: {shown} (shown once)"))
+            shown = (
+                "(from DJANGO_SUPERUSER_PASSWORD)" if "DJANGO_SUPERUSER_PASSWORD" in os.environ else password
+            )
+            self.stdout.write(
+                self.style.WARNING(f"staff superuser 'admin' created, password: {shown} (shown once)")
+            )
 
         try:
             result = bootstrap_run(actor=actor)
@@ -60,8 +64,12 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(tenant_id=tenant_id).first()
         if tenant is None:
             try:
-                tenant = tenant_create(tenant_id=tenant_id, actor=actor, description="Demo tenant",
-                                       contact_email="demo@example.com")
+                tenant = tenant_create(
+                    tenant_id=tenant_id,
+                    actor=actor,
+                    description="Demo tenant",
+                    contact_email="demo@example.com",
+                )
             except OnboardingError as exc:
                 raise CommandError(f"demo tenant onboarding failed: {exc}") from exc
             key_file.unlink(missing_ok=True)
@@ -71,11 +79,13 @@ class Command(BaseCommand):
             _write_secret(key_file, raw)
         demo_key = key_file.read_text().strip()
         port = os.environ.get("PORT", "8000")
-        self.stdout.write(self.style.SUCCESS(
-            "\nReady.\n"
-            f"  admin UI      http://127.0.0.1:{port}/admin/  (user admin)\n"
-            f"  API docs      http://127.0.0.1:{port}/api/docs/\n"
-            f"  X-Admin-Key   {admin_key}\n"
-            f"  demo API key  {demo_key}\n"
-            f"  try:          curl -H 'X-API-Key: {demo_key}' http://127.0.0.1:{port}/api/v1/tenants/{tenant_id}\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nReady.\n"
+                f"  admin UI      http://127.0.0.1:{port}/admin/  (user admin)\n"
+                f"  API docs      http://127.0.0.1:{port}/api/docs/\n"
+                f"  X-Admin-Key   {admin_key}\n"
+                f"  demo API key  {demo_key}\n"
+                f"  try:          curl -H 'X-API-Key: {demo_key}' http://127.0.0.1:{port}/api/v1/tenants/{tenant_id}\n"
+            )
+        )

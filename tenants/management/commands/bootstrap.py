@@ -9,12 +9,19 @@ from tenants.services import bootstrap_run
 
 
 class Command(BaseCommand):
-    help = "Create the central warehouse dataset and its tables (idempotent), via configs/system/bootstrap.yml."
+    help = (
+        "Create the central warehouse dataset and its tables (idempotent), via configs/system/bootstrap.yml."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--force-recreate-dataset", action="store_true",
-                            help="Drop the central dataset and everything in it first.")
-        parser.add_argument("--force-recreate-tables", action="store_true", help="Drop and recreate each table.")
+        parser.add_argument(
+            "--force-recreate-dataset",
+            action="store_true",
+            help="Drop the central dataset and everything in it first.",
+        )
+        parser.add_argument(
+            "--force-recreate-tables", action="store_true", help="Drop and recreate each table."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
