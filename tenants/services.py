@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from convergence.kms import EncryptionContext, get_kms
@@ -248,26 +248,23 @@ def api_key_revoke(*, key: TenantApiKey, actor: Actor) -> TenantApiKey:
     return key
 
 
-def api_key_touch(*, key_id: Any, now: dt.datetime | None = None) -> bool:
-    """Set ``last_used_at`` if it is older than the interval: one conditional UPDATE, at most one write
-    per key per interval however many requests race. Returns True if it wrote."""
+def _touch_last_used(queryset: QuerySet[Any], now: dt.datetime | None) -> bool:
+    """Set ``last_used_at`` if it is older than the interval: one conditional UPDATE, so at most one
+    write per key per interval however many requests race. Returns True if it wrote."""
     now = now or timezone.now()
     threshold = now - dt.timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL_S)
-    return bool(
-        TenantApiKey.objects.filter(pk=key_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold))
-        .update(last_used_at=now)
-    )
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold)
+    return bool(queryset.filter(stale).update(last_used_at=now))
+
+
+def api_key_touch(*, key_id: Any, now: dt.datetime | None = None) -> bool:
+    """Record use of a tenant key, at most once per interval (see ``_touch_last_used``)."""
+    return _touch_last_used(TenantApiKey.objects.filter(pk=key_id), now)
 
 
 def admin_key_touch(*, key_id: Any, now: dt.datetime | None = None) -> bool:
-    now = now or timezone.now()
-    threshold = now - dt.timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL_S)
-    return bool(
-        AdminKey.objects.filter(pk=key_id)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold))
-        .update(last_used_at=now)
-    )
+    """Record use of an admin key, at most once per interval (see ``_touch_last_used``)."""
+    return _touch_last_used(AdminKey.objects.filter(pk=key_id), now)
 
 
 @transaction.atomic
