@@ -23,9 +23,12 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from convergence.celery import app
+    """A fresh connection (not the app's pool), so a dead broker is seen now, within ~2 s."""
+    from django.conf import settings
+    from kombu import Connection
 
-    with app.connection_for_write() as conn:
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    with Connection(settings.CELERY_BROKER_URL, transport_options=options, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
