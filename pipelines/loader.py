@@ -6,6 +6,7 @@ Names: ``system/bootstrap``, ``tenant/onboarding`` (system pipelines, run by the
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -426,8 +427,19 @@ def find_cycle(steps: list[ResolvedStep]) -> list[str]:
 
 
 def load_pipeline(name: str) -> Pipeline:
-    """Load and validate a pipeline by name. ``PipelineNotFound`` or ``PipelineConfigError``."""
-    return parse_pipeline(name, pipeline_path(name))
+    """Load and validate a pipeline by name. ``PipelineNotFound`` or ``PipelineConfigError``.
+
+    Parsed configs are cached per process, keyed by the file's path, size and modification time, so
+    an edited config is picked up on its next use. (Templates are read when their config is parsed;
+    an edit to a template alone is seen after a restart.) Callers must not mutate the result."""
+    path = pipeline_path(name)
+    stat = path.stat()
+    return _parse_cached(name, str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(name: str, path: str, mtime_ns: int, size: int) -> Pipeline:
+    return parse_pipeline(name, Path(path))
 
 
 def iter_pipeline_files() -> list[tuple[str, Path]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from convergence.warehouse import Warehouse
@@ -92,20 +92,6 @@ def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
     return max(int((moment - now).total_seconds()) + 1, 1)
 
 
-def _lock_usage(*, tenant: Tenant, now: dt.datetime) -> tuple[TenantUsage, Subscription]:
-    """Lock the tenant's usage row (serializing admissions per tenant) and roll its counters over
-    to the current UTC day and billing period."""
-    usage = TenantUsage.objects.select_for_update().get(tenant=tenant)
-    subscription = Subscription.objects.select_related("plan").get(tenant=tenant)
-    today = now.astimezone(dt.UTC).date()
-    if usage.day != today:
-        usage.day, usage.runs_today = today, 0
-    period = current_period_start(anchor=subscription.current_period_start, now=now)
-    if usage.period_start < period:
-        usage.period_start, usage.runs_this_period = period, 0
-    return usage, subscription
-
-
 def run_create(
     *,
     tenant: Tenant,
@@ -118,10 +104,11 @@ def run_create(
 ) -> tuple[PipelineRun, UsageView]:
     """Admit and create one run (PENDING), then send it to a worker after commit.
 
-    Admission is atomic under the daily, period and concurrent limits: the tenant's usage row is
-    locked, counters are checked and incremented, and runs in flight are counted, all in one
-    transaction. Refusals raise ``AdmissionRefused`` and record and consume nothing.
-    ``enforce_quota=False`` (staff backfills) records the run without checking or consuming quota.
+    Admission is one conditional UPDATE of the tenant's usage row: it increments the day, period and
+    running counters only if all three are under the plan's limits (rolling the day and period over
+    as it goes), so concurrent requests can never overshoot. A refusal raises ``AdmissionRefused``
+    and records and consumes nothing. ``enforce_quota=False`` (staff backfills) records the run and
+    counts it as running without checking or consuming the day and period quotas.
     ``PipelineNotFound`` for an unknown pipeline, ``ParameterError`` for bad parameters."""
     pipeline = tenant_pipeline_get(name=pipeline_name)
     resolved = resolve_parameters(pipeline.spec.parameters, parameters)
@@ -131,15 +118,21 @@ def run_create(
         if value is not None
     }
     now = timezone.now()
+    subscription = tenant.subscription
+    plan = subscription.plan
+    if enforce_quota and not subscription_is_active(tenant=tenant, now=now):
+        message = (
+            "Trial has ended"
+            if subscription.status == "TRIAL"
+            else f"Subscription is {subscription.status.lower()}"
+        )
+        raise AdmissionRefused("subscription_inactive", message)
     with transaction.atomic():
-        usage, subscription = _lock_usage(tenant=tenant, now=now)
-        plan = subscription.plan
-        running = PipelineRun.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count()
         if enforce_quota:
-            _admit(tenant=tenant, usage=usage, subscription=subscription, running=running, now=now)
-            usage.runs_today += 1
-            usage.runs_this_period += 1
-            usage.save(update_fields=["day", "runs_today", "period_start", "runs_this_period", "updated_at"])
+            usage = _admit(tenant=tenant, subscription=subscription, now=now)
+        else:
+            TenantUsage.objects.filter(tenant=tenant).update(running=F("running") + 1)
+            usage = TenantUsage.objects.get(tenant=tenant)
         run = PipelineRun.objects.create(
             tenant=tenant,
             pipeline=pipeline_name,
@@ -162,10 +155,11 @@ def run_create(
         if enqueue:
             run_id = str(run.pk)
             transaction.on_commit(lambda: run_enqueue(run_id=run_id))
+    tenant.usage = usage
     view = UsageView(
         runs_today=usage.runs_today,
         runs_this_period=usage.runs_this_period,
-        running=running + 1,
+        running=usage.running,
         daily_limit=plan.daily_limit,
         monthly_limit=plan.monthly_limit,
         concurrent_limit=plan.concurrent_limit,
@@ -173,28 +167,41 @@ def run_create(
     return run, view
 
 
-def _admit(
-    *, tenant: Tenant, usage: TenantUsage, subscription: Subscription, running: int, now: dt.datetime
-) -> None:
-    """Raise ``AdmissionRefused`` unless one more run fits the subscription and plan. Called with
-    the usage row locked."""
-    tenant.subscription = subscription
-    if not subscription_is_active(tenant=tenant, now=now):
-        message = (
-            "Trial has ended"
-            if subscription.status == "TRIAL"
-            else (f"Subscription is {subscription.status.lower()}")
-        )
-        raise AdmissionRefused("subscription_inactive", message)
+def _admit(*, tenant: Tenant, subscription: Subscription, now: dt.datetime) -> TenantUsage:
+    """Take one run from the day, period and concurrency allowances in a single conditional UPDATE;
+    returns the updated row, or raises ``AdmissionRefused`` naming the limit that was reached."""
     plan = subscription.plan
-    if usage.runs_today >= plan.daily_limit:
-        midnight = dt.datetime.combine(usage.day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    today = now.astimezone(dt.UTC).date()
+    period = current_period_start(anchor=subscription.current_period_start, now=now)
+    same_day = Q(day=today)
+    same_period = Q(period_start__gte=period)
+    admitted = (
+        TenantUsage.objects.filter(tenant=tenant)
+        .filter((same_day & Q(runs_today__lt=plan.daily_limit)) | ~same_day)
+        .filter((same_period & Q(runs_this_period__lt=plan.monthly_limit)) | ~same_period)
+        .filter(running__lt=plan.concurrent_limit)
+        .update(
+            runs_today=Case(When(same_day, then=F("runs_today") + 1), default=Value(1)),
+            day=today,
+            runs_this_period=Case(When(same_period, then=F("runs_this_period") + 1), default=Value(1)),
+            period_start=Case(When(same_period, then=F("period_start")), default=Value(period)),
+            running=F("running") + 1,
+            updated_at=now,
+        )
+    )
+    usage = TenantUsage.objects.get(tenant=tenant)
+    if admitted:
+        return usage
+    runs_today = usage.runs_today if usage.day == today else 0
+    runs_this_period = usage.runs_this_period if usage.period_start >= period else 0
+    if runs_today >= plan.daily_limit:
+        midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         raise AdmissionRefused(
             "daily_quota_exceeded",
             f"Daily pipeline quota of {plan.daily_limit} reached",
             retry_after=_seconds_until(midnight, now),
         )
-    if usage.runs_this_period >= plan.monthly_limit:
+    if runs_this_period >= plan.monthly_limit:
         raise AdmissionRefused(
             "monthly_quota_exceeded",
             f"Billing-period pipeline quota of {plan.monthly_limit} reached",
@@ -202,12 +209,25 @@ def _admit(
                 next_period_start(anchor=subscription.current_period_start, now=now), now
             ),
         )
-    if running >= plan.concurrent_limit:
-        raise AdmissionRefused(
-            "concurrent_limit_exceeded",
-            f"Concurrent run limit of {plan.concurrent_limit} reached",
-            retry_after=CONCURRENT_RETRY_AFTER_S,
-        )
+    raise AdmissionRefused(
+        "concurrent_limit_exceeded",
+        f"Concurrent run limit of {plan.concurrent_limit} reached",
+        retry_after=CONCURRENT_RETRY_AFTER_S,
+    )
+
+
+def _release_slot(*, tenant_id: str) -> None:
+    """A run left PENDING/RUNNING: give its concurrency slot back (same transaction as the change)."""
+    TenantUsage.objects.filter(tenant_id=tenant_id, running__gt=0).update(running=F("running") - 1)
+
+
+def usage_recount(*, tenant_id: str) -> int:
+    """Recompute ``running`` from the runs table (heals drift after manual edits); returns it."""
+    with transaction.atomic():
+        TenantUsage.objects.select_for_update().filter(tenant_id=tenant_id).first()
+        running = PipelineRun.objects.filter(tenant_id=tenant_id, status__in=ACTIVE_STATUSES).count()
+        TenantUsage.objects.filter(tenant_id=tenant_id).update(running=running)
+    return running
 
 
 def run_enqueue(*, run_id: str) -> None:
@@ -224,6 +244,7 @@ def run_enqueue(*, run_id: str) -> None:
 class Claim:
     run_id: str
     attempt: int
+    tenant_id: str
 
 
 def run_claim(*, run_id: str, now: dt.datetime | None = None) -> Claim | None:
@@ -238,13 +259,15 @@ def run_claim(*, run_id: str, now: dt.datetime | None = None) -> Claim | None:
             status=RunStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=now, started_at=now, error=""
         )
         if updated:
-            attempt = PipelineRun.objects.values_list("attempt", flat=True).get(pk=run_id)
-            return Claim(run_id=run_id, attempt=attempt)
-        PipelineRun.objects.filter(claimable, pk=run_id, attempt__gte=F("max_attempts")).update(
+            attempt, tenant_id = PipelineRun.objects.values_list("attempt", "tenant_id").get(pk=run_id)
+            return Claim(run_id=run_id, attempt=attempt, tenant_id=tenant_id)
+        exhausted = PipelineRun.objects.filter(claimable, pk=run_id, attempt__gte=F("max_attempts")).update(
             status=RunStatus.FAILED,
             finished_at=now,
             error="worker_lost: the run's worker stopped responding and it used all its attempts",
         )
+        if exhausted:
+            _release_slot(tenant_id=PipelineRun.objects.values_list("tenant_id", flat=True).get(pk=run_id))
     return None
 
 
@@ -262,16 +285,21 @@ def run_finish(
 ) -> bool:
     """Record the outcome, fenced by attempt: True only for the worker that still holds the run."""
     assert status in (RunStatus.COMPLETED, RunStatus.FAILED)
-    return bool(
-        PipelineRun.objects.filter(pk=claim.run_id, attempt=claim.attempt, status=RunStatus.RUNNING).update(
+    now = timezone.now()
+    with transaction.atomic():
+        finished = PipelineRun.objects.filter(
+            pk=claim.run_id, attempt=claim.attempt, status=RunStatus.RUNNING
+        ).update(
             status=status,
             error=error[:1000],
             rows_processed=rows_processed,
             bytes_processed=bytes_processed,
-            finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
+            finished_at=now,
+            heartbeat_at=now,
         )
-    )
+        if finished:
+            _release_slot(tenant_id=claim.tenant_id)
+    return bool(finished)
 
 
 class _Heartbeat(threading.Thread):
@@ -415,21 +443,29 @@ def run_cancel(*, run: PipelineRun, actor: Actor) -> PipelineRun:
     """Cancel a run that has not finished. A running run stops between steps. ``RunFinishedError``
     if it had already reached a terminal state."""
     now = timezone.now()
-    updated = (
-        PipelineRun.objects.filter(pk=run.pk)
-        .exclude(status__in=TERMINAL_STATUSES)
-        .update(status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True, error="cancelled")
-    )
-    run.refresh_from_db()
-    if not updated:
-        raise RunFinishedError(run.status)
-    audit_record(
-        actor=actor,
-        action="run.cancel",
-        tenant_id=run.tenant_id,
-        target_type="pipeline_run",
-        target_id=str(run.pk),
-    )
+    changes = {
+        "status": RunStatus.CANCELLED,
+        "finished_at": now,
+        "cancel_requested": True,
+        "error": "cancelled",
+    }
+    with transaction.atomic():
+        active = PipelineRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(**changes)
+        if active:
+            _release_slot(tenant_id=run.tenant_id)
+        waiting = (
+            0 if active else PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(**changes)
+        )
+        run.refresh_from_db()
+        if not (active or waiting):
+            raise RunFinishedError(run.status)
+        audit_record(
+            actor=actor,
+            action="run.cancel",
+            tenant_id=run.tenant_id,
+            target_type="pipeline_run",
+            target_id=str(run.pk),
+        )
     return run
 
 

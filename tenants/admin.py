@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 from django.shortcuts import redirect
@@ -73,7 +73,7 @@ class UsageInline(admin.StackedInline):
     extra = 0
     max_num = 1
     verbose_name_plural = "usage"
-    fields = ("runs_today_now", "runs_this_period_now", "day", "period_start", "updated_at")
+    fields = ("runs_today_now", "runs_this_period_now", "running", "day", "period_start", "updated_at")
     readonly_fields = fields
 
     @admin.display(description="runs today")
@@ -168,18 +168,9 @@ class TenantAdmin(admin.ModelAdmin):
     )
     date_hierarchy = "created_at"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        from pipelines.models import ACTIVE_STATUSES
-
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(running_runs=Count("runs", filter=Q(runs__status__in=ACTIVE_STATUSES)))
-        )
-
-    @admin.display(description="running", ordering="running_runs")
+    @admin.display(description="running", ordering="usage__running")
     def running(self, obj: Tenant) -> int:
-        return int(getattr(obj, "running_runs", 0))
+        return obj.usage.running
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:

@@ -67,11 +67,12 @@ class TenantKeyAuthentication(BaseAuthentication):
         tenant_hint = keys.tenant_id_from_key(raw)
         if tenant_hint is None:
             raise _invalid_tenant_key()
-        key = (
-            TenantApiKey.objects.select_related("tenant__subscription__plan", "tenant__usage")
-            .filter(key_hash=keys.hash_key(raw))
-            .first()
-        )
+        try:
+            key: TenantApiKey | None = TenantApiKey.objects.select_related(
+                "tenant__subscription__plan", "tenant__usage"
+            ).get(key_hash=keys.hash_key(raw))
+        except TenantApiKey.DoesNotExist:
+            key = None
         now = timezone.now()
         if (
             key is None

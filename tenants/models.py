@@ -100,15 +100,17 @@ class Subscription(models.Model):
 
 
 class TenantUsage(models.Model):
-    """Run counters, the row that quota admission locks. ``runs_today`` counts for ``day``;
-    ``runs_this_period`` counts since ``period_start``. Runs in flight are counted from the runs
-    table under this row's lock, so a lost worker can never leak a concurrency slot."""
+    """Run counters, the row quota admission updates. ``runs_today`` counts for ``day``;
+    ``runs_this_period`` counts since ``period_start``; ``running`` counts runs PENDING or RUNNING.
+    Every run transition into or out of those states changes ``running`` in the same transaction
+    (``pipelines/services.py``), and ``usage_recount`` recomputes it from the runs table."""
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="usage")
     day = models.DateField()
     runs_today = models.PositiveIntegerField(default=0)
     period_start = models.DateTimeField()
     runs_this_period = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

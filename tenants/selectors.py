@@ -63,13 +63,6 @@ def current_period_start(*, anchor: dt.datetime, now: dt.datetime) -> dt.datetim
     return start
 
 
-def running_count(*, tenant: Tenant) -> int:
-    """Runs handed to a worker and not finished (PENDING or RUNNING)."""
-    from pipelines.models import ACTIVE_STATUSES, PipelineRun
-
-    return PipelineRun.objects.filter(tenant=tenant, status__in=ACTIVE_STATUSES).count()
-
-
 def current_counts(*, tenant: Tenant, now: dt.datetime | None = None) -> tuple[int, int]:
     """``(runs_today, runs_this_period)`` as of now: counters left from a past day or period read as
     zero (they are reset on the next admission or by the quota reset)."""
@@ -99,7 +92,7 @@ def usage_view(*, tenant: Tenant, now: dt.datetime | None = None) -> UsageView:
     return UsageView(
         runs_today=runs_today,
         runs_this_period=runs_this_period,
-        running=running_count(tenant=tenant),
+        running=tenant.usage.running,
         daily_limit=plan.daily_limit,
         monthly_limit=plan.monthly_limit,
         concurrent_limit=plan.concurrent_limit,

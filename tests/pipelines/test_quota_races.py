@@ -11,6 +11,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from pipelines.models import PipelineRun
+from pipelines.services import run_claim, run_finish
 from tenants.models import TenantUsage
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -48,7 +49,11 @@ def _wave(raw_key: str, tenant_id: str) -> Counter:
 
 
 def _finish_all(tenant_id: str) -> None:
-    PipelineRun.objects.filter(tenant_id=tenant_id, status="PENDING").update(status="COMPLETED")
+    """What workers do: claim each pending run and finish it (which frees its concurrency slot)."""
+    for run_id in PipelineRun.objects.filter(tenant_id=tenant_id, status="PENDING").values_list("pk", flat=True):
+        claim = run_claim(run_id=str(run_id))
+        assert claim is not None
+        assert run_finish(claim=claim, status="COMPLETED")
 
 
 @pytest.mark.parametrize("plan,concurrent,daily", [("STARTER", 1, 6), ("PROFESSIONAL", 3, 25)])
@@ -78,4 +83,5 @@ def test_concurrent_triggers_admit_exactly_the_plan(
     assert PipelineRun.objects.filter(tenant_id="racer").count() == daily == admitted_total
     assert usage.runs_today == daily
     assert usage.runs_this_period == daily
+    assert usage.running == 0
     assert waves == -(-daily // concurrent)

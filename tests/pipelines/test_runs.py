@@ -318,3 +318,39 @@ def test_monthly_retry_after_points_at_the_subscription_anniversary(acme) -> Non
     assert response.status_code == 429
     expected = next_period_start(anchor=subscription.current_period_start, now=now) - now
     assert abs(int(response["Retry-After"]) - expected.total_seconds()) <= 3
+
+
+def _running() -> int:
+    return TenantUsage.objects.get(tenant_id="acme").running
+
+
+def test_running_slot_is_taken_on_admission_and_given_back_on_every_exit(
+    acme, settings, django_capture_on_commit_callbacks
+) -> None:
+    from pipelines.services import usage_recount
+
+    with django_capture_on_commit_callbacks(execute=False):
+        completed = _trigger(acme).json()["pipeline_logging_id"]
+    assert _running() == 1
+    assert acme.get("/api/v1/tenants/acme").json()["usage"]["running"] == 1
+    run_execute(run_id=completed)
+    assert _running() == 0
+
+    with django_capture_on_commit_callbacks(execute=False):
+        cancelled = _trigger(acme).json()["pipeline_logging_id"]
+    acme.post(f"/api/v1/pipelines/runs/{cancelled}/cancel")
+    assert _running() == 0
+
+    with django_capture_on_commit_callbacks(execute=False):
+        lost = _trigger(acme).json()["pipeline_logging_id"]
+    PipelineRun.objects.filter(pk=lost).update(
+        status="RUNNING", attempt=3, heartbeat_at=timezone.now() - dt.timedelta(hours=1)
+    )
+    assert run_claim(run_id=lost) is None  # out of attempts: failed as worker_lost
+    assert PipelineRun.objects.get(pk=lost).status == "FAILED"
+    assert PipelineRun.objects.get(pk=lost).error.startswith("worker_lost")
+    assert _running() == 0
+
+    TenantUsage.objects.filter(tenant_id="acme").update(running=5)  # drift from a manual edit
+    assert usage_recount(tenant_id="acme") == 0
+    assert _running() == 0
