@@ -50,7 +50,8 @@ def _wave(raw_key: str, tenant_id: str) -> Counter:
 
 def _finish_all(tenant_id: str) -> None:
     """What workers do: claim each pending run and finish it (which frees its concurrency slot)."""
-    for run_id in PipelineRun.objects.filter(tenant_id=tenant_id, status="PENDING").values_list("pk", flat=True):
+    pending = PipelineRun.objects.filter(tenant_id=tenant_id, status="PENDING").values_list("pk", flat=True)
+    for run_id in pending:
         claim = run_claim(run_id=str(run_id))
         assert claim is not None
         assert run_finish(claim=claim, status="COMPLETED")
