@@ -884,6 +884,32 @@ class DuckDBWarehouse(Warehouse):
     ) -> QueryResult:
         """Run the SELECT into ``destination`` in one transaction. ``sql`` of the result is every
         statement sent, in order, joined by ``;\\n``."""
+        # One connection for the whole write (table creation included): a file opens once.
+        with self.session():
+            return self._query_to_table(
+                sql,
+                destination,
+                params=params,
+                write_mode=write_mode,
+                replace_predicate=replace_predicate,
+                merge_keys=merge_keys,
+                spec=spec,
+                labels=labels,
+            )
+
+    def _query_to_table(
+        self,
+        sql: str,
+        destination: TableRef,
+        *,
+        params: Params | None = None,
+        write_mode: WriteMode = WriteMode.APPEND,
+        replace_predicate: str | None = None,
+        merge_keys: Sequence[str] = (),
+        spec: TableSpec | None = None,
+        labels: JobLabels | None = None,
+    ) -> QueryResult:
+
         write_mode = WriteMode(write_mode)
         table_sql = _table_sql(destination)
         select = transpile(sql)
