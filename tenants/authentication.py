@@ -19,7 +19,7 @@ from convergence.api.errors import InvalidRequest, NotAuthenticatedError, Permis
 from tenants import keys
 from tenants.actors import Actor
 from tenants.models import ActorType, AdminKey, Tenant, TenantApiKey
-from tenants.selectors import usage_view
+from tenants.selectors import api_key_for_authentication, usage_view
 from tenants.services import admin_key_touch, api_key_touch
 
 TENANT_AUTH_HEADER = 'ApiKey header="X-API-Key"'
@@ -67,12 +67,7 @@ class TenantKeyAuthentication(BaseAuthentication):
         tenant_hint = keys.tenant_id_from_key(raw)
         if tenant_hint is None:
             raise _invalid_tenant_key()
-        try:
-            key: TenantApiKey | None = TenantApiKey.objects.select_related(
-                "tenant__subscription__plan", "tenant__usage"
-            ).get(key_hash=keys.hash_key(raw))
-        except TenantApiKey.DoesNotExist:
-            key = None
+        key: TenantApiKey | None = api_key_for_authentication(key_hash=keys.hash_key(raw))
         now = timezone.now()
         if (
             key is None
