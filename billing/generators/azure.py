@@ -54,7 +54,9 @@ from billing.generators.common import (
     month_start,
     next_month_start,
     period_anchor_days,
+    plan_specials,
     restated_amount,
+    restated_indexes,
     stable_uuid,
     tag_sets,
     validate_rows_per_day,
@@ -827,13 +829,7 @@ _PERIOD_SPECIALS = (
 
 
 def _plan(rows_per_day: int, anchor: bool) -> tuple[set[str], int]:
-    planned: set[str] = set()
-    used = 0
-    for name, size in _DAILY_SPECIALS + (_PERIOD_SPECIALS if anchor else ()):
-        if used + size <= rows_per_day - 1:
-            planned.add(name)
-            used += size
-    return planned, rows_per_day - used
+    return plan_specials(rows_per_day, _DAILY_SPECIALS + (_PERIOD_SPECIALS if anchor else ()))
 
 
 def _day_records(
@@ -842,9 +838,7 @@ def _day_records(
     rng = day_rng(PROVIDER, seed, day)
     planned, regular = _plan(rows_per_day, anchor)
     restate_rng = day_rng(PROVIDER, seed, day, "restated") if restated else None
-    restate_at: set[int] = set()
-    if restate_rng is not None:
-        restate_at = set(restate_rng.sample(range(regular), max(1, int(regular * RESTATED_SHARE))))
+    restate_at = restated_indexes(restate_rng, regular, RESTATED_SHARE)
     for index in range(regular):
         draw = builder.draw_usage(rng)
         if restate_rng is not None and index in restate_at:

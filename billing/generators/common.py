@@ -223,3 +223,23 @@ class WriteSummary:
     @property
     def total_net_cost(self) -> Decimal:
         return sum(self.net_cost_by_day.values(), ZERO)
+
+
+def plan_specials(rows_per_day: int, specials: tuple[tuple[str, int], ...]) -> tuple[set[str], int]:
+    """Which special rows (name, row count) fit in a day of ``rows_per_day`` rows, in order, keeping
+    at least one regular usage row; returns the planned names and the number of regular rows."""
+    planned: set[str] = set()
+    used = 0
+    for name, size in specials:
+        if used + size <= rows_per_day - 1:
+            planned.add(name)
+            used += size
+    return planned, rows_per_day - used
+
+
+def restated_indexes(rng: random.Random | None, regular: int, share: float) -> set[int]:
+    """The regular rows a restated export changes: a ``share`` of them (at least one), drawn from the
+    restatement's own RNG; none when there is no restatement."""
+    if rng is None:
+        return set()
+    return set(rng.sample(range(regular), max(1, int(regular * share))))

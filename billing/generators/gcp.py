@@ -47,7 +47,9 @@ from billing.generators.common import (
     midnight,
     money,
     period_anchor_days,
+    plan_specials,
     random_hex,
+    restated_indexes,
     tag_sets,
     validate_rows_per_day,
 )
@@ -801,19 +803,9 @@ def _day_records(day: date, rows_per_day: int, seed: int, anchor: bool, restated
     specials = [("tax", len(PROJECTS)), ("correction", 2), ("cud_fee", 1)]
     if anchor:
         specials += [("marketplace", 1), ("rounding", 1)]
-    planned: set[str] = set()
-    used = 0
-    for name, size in specials:
-        if used + size <= rows_per_day - 1:
-            planned.add(name)
-            used += size
-    regular = rows_per_day - used
+    planned, regular = plan_specials(rows_per_day, tuple(specials))
     restate_rng = day_rng(PROVIDER, seed, day, "restated") if restated else None
-    restate_at = (
-        set(restate_rng.sample(range(regular), max(1, int(regular * RESTATED_SHARE))))
-        if restate_rng
-        else set()
-    )
+    restate_at = restated_indexes(restate_rng, regular, RESTATED_SHARE)
     to_correct: Usage | None = None
     to_restate: list[Usage] = []
     pending = 0  # picked for restatement but not billable yet: the next billable row stands in
