@@ -1,4 +1,5 @@
-"""Django admin for runs: list, detail with step logs and DQ results, retry and cancel actions."""
+"""Django admin for runs (list, detail with step logs and DQ results, retry and cancel actions) and
+schedules (next five run times, enable and disable actions)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from pipelines import services
-from pipelines.models import DQResult, PipelineRun, StepLog
+from pipelines.cron import CronError, next_runs, parse_cron, validate_timezone
+from pipelines.models import DQResult, PipelineRun, Schedule, StepLog
 from tenants.admin import staff_actor
 
 
@@ -141,3 +146,60 @@ class PipelineRunAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Cancelled {cancelled} run(s); {finished} had already finished.", level=messages.SUCCESS
         )
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = ("tenant", "pipeline", "cron", "timezone", "enabled", "next_run_at")
+    list_filter = ("enabled", "timezone", "pipeline")
+    search_fields = ("=id", "tenant__tenant_id", "pipeline")
+    list_select_related = ("tenant",)
+    actions = ["enable_schedules", "disable_schedules"]
+    readonly_fields = (
+        "id",
+        "tenant",
+        "pipeline",
+        "cron",
+        "timezone",
+        "parameters",
+        "enabled",
+        "next_run_at",
+        "last_run_at",
+        "created_at",
+        "updated_at",
+        "next_five_run_times",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="next five run times")
+    def next_five_run_times(self, obj: Schedule) -> str:
+        try:
+            times = next_runs(parse_cron(obj.cron), validate_timezone(obj.timezone), timezone.now(), 5)
+        except CronError as exc:
+            return f"invalid: {exc}"
+        return format_html_join(
+            mark_safe("<br>"), "{} UTC", ((moment.strftime("%Y-%m-%d %H:%M"),) for moment in times)
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Schedule], enabled: bool) -> None:
+        changed = 0
+        for schedule in queryset.select_related("tenant"):
+            if schedule.enabled != enabled:
+                services.schedule_update(schedule=schedule, actor=staff_actor(request), enabled=enabled)
+                changed += 1
+        verb = "Enabled" if enabled else "Disabled"
+        self.message_user(request, f"{verb} {changed} schedule(s).", level=messages.SUCCESS)
+
+    @admin.action(description="Enable selected schedules", permissions=["view"])
+    def enable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected schedules", permissions=["view"])
+    def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        self._set_enabled(request, queryset, False)

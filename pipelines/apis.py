@@ -1,4 +1,4 @@
-"""Tenant run endpoints: catalog, trigger, list, detail, cancel."""
+"""Tenant run endpoints (catalog, trigger, list, detail, cancel) and schedule endpoints."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from pipelines.serializers import (
     RunAcceptedSerializer,
     RunDetailOutputSerializer,
     RunOutputSerializer,
+    ScheduleOutputSerializer,
     run_representation,
+    schedule_representation,
 )
 from pipelines.spec import ParameterError
 from tenants.authentication import TenantApi
@@ -160,3 +162,110 @@ class RunCancelApi(TenantApi):
         except services.RunFinishedError as exc:
             raise Conflict(f"Run already finished with status {exc}", code="conflict") from exc
         return Response(run_representation(_run_or_404(self, request, run_id), detail=True))
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+PIPELINE_NAME_PATTERN = r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*/[a-z][a-z0-9_]*\Z"
+
+
+class ScheduleInputSerializer(StrictInputSerializer):
+    pipeline = serializers.RegexField(PIPELINE_NAME_PATTERN, max_length=200)
+    cron = serializers.CharField(max_length=1000)
+    timezone = serializers.CharField(max_length=64, default="UTC")
+    parameters = serializers.DictField(default=dict)
+    enabled = serializers.BooleanField(default=True)
+
+
+def _schedule_error(exc: Exception) -> ApiError:
+    """The API error for a schedule service's validation error."""
+    if isinstance(exc, ParameterError):
+        return InvalidRequest("Invalid schedule parameters", code="invalid_parameters", details=exc.errors)
+    assert isinstance(exc, services.ScheduleFieldError)
+    if exc.field == "cron":
+        return InvalidRequest("Invalid cron expression", code="invalid_cron", details={"cron": [exc.message]})
+    return InvalidRequest("Invalid request", details={exc.field: [exc.message]})
+
+
+class ScheduleCollectionApi(TenantApi):
+    class FilterSerializer(StrictInputSerializer):
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+    @extend_schema(
+        operation_id="pipelines_schedules_list",
+        parameters=[FilterSerializer],
+        responses={
+            200: paginated_response("PaginatedScheduleList", ScheduleOutputSerializer(many=True)),
+            **error_responses(400, 401, 404),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        _validated(self.FilterSerializer, request.query_params.dict())
+        schedules = selectors.schedule_list(tenant=self.tenant(request))
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(schedules, request, view=self)
+        return paginator.get_paginated_response([schedule_representation(item) for item in page or []])
+
+    @extend_schema(
+        operation_id="pipelines_schedules_create",
+        request=ScheduleInputSerializer,
+        responses={201: ScheduleOutputSerializer, **error_responses(400, 401)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ScheduleInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        try:
+            schedule = services.schedule_create(
+                tenant=self.tenant(request), actor=self.actor(request), **data
+            )
+        except (services.ScheduleFieldError, ParameterError) as exc:
+            raise _schedule_error(exc) from exc
+        return Response(schedule_representation(schedule), status=status.HTTP_201_CREATED)
+
+
+def _schedule_or_404(api: TenantApi, request: Request, schedule_id: str) -> Any:
+    try:
+        uuid.UUID(schedule_id)
+    except ValueError:
+        raise NotFound("Schedule not found") from None
+    schedule = selectors.schedule_get(tenant=api.tenant(request), schedule_id=schedule_id)
+    if schedule is None:
+        raise NotFound("Schedule not found")
+    return schedule
+
+
+class ScheduleDetailApi(TenantApi):
+    @extend_schema(
+        operation_id="pipelines_schedules_get",
+        responses={200: ScheduleOutputSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request: Request, schedule_id: str) -> Response:
+        return Response(schedule_representation(_schedule_or_404(self, request, schedule_id)))
+
+    @extend_schema(
+        operation_id="pipelines_schedules_update",
+        request=ScheduleInputSerializer,
+        responses={200: ScheduleOutputSerializer, **error_responses(400, 401, 404)},
+    )
+    def patch(self, request: Request, schedule_id: str) -> Response:
+        schedule = _schedule_or_404(self, request, schedule_id)
+        serializer = ScheduleInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        try:
+            schedule = services.schedule_update(
+                schedule=schedule, actor=self.actor(request), **serializer.validated_data
+            )
+        except (services.ScheduleFieldError, ParameterError) as exc:
+            raise _schedule_error(exc) from exc
+        return Response(schedule_representation(schedule))
+
+    @extend_schema(
+        operation_id="pipelines_schedules_delete",
+        responses={204: None, **error_responses(401, 404)},
+    )
+    def delete(self, request: Request, schedule_id: str) -> Response:
+        schedule = _schedule_or_404(self, request, schedule_id)
+        services.schedule_delete(schedule=schedule, actor=self.actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

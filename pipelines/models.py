@@ -137,3 +137,32 @@ class DQResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.check_name} {self.status}"
+
+
+class Schedule(models.Model):
+    """A tenant's recurring run of one pipeline. ``next_run_at`` is null while disabled; the scheduler
+    tick claims enabled rows whose ``next_run_at`` has passed (``schedule_due_idx``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="schedules")
+    pipeline = models.CharField(max_length=200, help_text="provider/domain/pipeline")
+    cron = models.CharField(max_length=1000)
+    timezone = models.CharField(max_length=64, default="UTC")
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text='May hold relative dates: "today", "yesterday", "today-N".'
+    )
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="schedule_tenant_created_idx"),
+            models.Index(fields=["next_run_at"], name="schedule_due_idx", condition=Q(enabled=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.pipeline} ({self.cron})"

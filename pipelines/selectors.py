@@ -1,4 +1,4 @@
-"""Read-side queries for runs: always scoped to one tenant."""
+"""Read-side queries for runs and schedules: always scoped to one tenant."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.db.models import QuerySet
 
-from pipelines.models import DQResult, PipelineRun, StepLog
+from pipelines.models import DQResult, PipelineRun, Schedule, StepLog
 from tenants.models import Tenant
 
 
@@ -42,3 +42,13 @@ def run_get(*, tenant: Tenant, run_id: str) -> PipelineRun | None:
     run.latest_steps = list(steps)  # type: ignore[attr-defined]
     run.latest_dq_results = list(dq)  # type: ignore[attr-defined]
     return run
+
+
+def schedule_list(*, tenant: Tenant) -> QuerySet[Schedule]:
+    """The tenant's schedules, oldest first."""
+    return Schedule.objects.filter(tenant=tenant).order_by("created_at", "pk")
+
+
+def schedule_get(*, tenant: Tenant, schedule_id: str) -> Schedule | None:
+    """The tenant's schedule, or None (also for another tenant's: existence is never confirmed)."""
+    return Schedule.objects.filter(tenant=tenant, pk=schedule_id).first()

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from convergence.api.serializers import UTCDateTimeField
-from pipelines.models import PipelineRun
+from pipelines.models import PipelineRun, Schedule
 
 
 class StepOutputSerializer(serializers.Serializer):
@@ -69,3 +69,20 @@ class CatalogEntrySerializer(serializers.Serializer):
     description = serializers.CharField()
     parameters = serializers.DictField()
     default_schedule = serializers.CharField(required=False)
+
+
+class ScheduleOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    pipeline = serializers.CharField()
+    cron = serializers.CharField()
+    timezone = serializers.CharField()
+    parameters = serializers.DictField()
+    enabled = serializers.BooleanField()
+    next_run_at = UTCDateTimeField(allow_null=True)
+    last_run_at = UTCDateTimeField(allow_null=True)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+
+def schedule_representation(schedule: Schedule) -> dict[str, Any]:
+    return dict(ScheduleOutputSerializer(schedule).data)

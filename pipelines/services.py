@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import traceback
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +21,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from convergence.warehouse import Warehouse
+from pipelines.cron import CronError, CronSpec, next_run_after, parse_cron, validate_timezone
 from pipelines.engine import STOPPED, DQRecord, EngineHooks, PipelineOutcome, StepOutcome, execute
-from pipelines.loader import Pipeline, PipelineNotFound, ResolvedStep, load_pipeline
+from pipelines.loader import Pipeline, PipelineConfigError, PipelineNotFound, ResolvedStep, load_pipeline
 from pipelines.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -28,9 +31,10 @@ from pipelines.models import (
     PipelineRun,
     RunStatus,
     RunTrigger,
+    Schedule,
     StepLog,
 )
-from pipelines.spec import resolve_parameters
+from pipelines.spec import ParameterError, ParameterSpec, resolve_parameters
 from tenants.actors import Actor
 from tenants.models import Subscription, Tenant, TenantUsage
 from tenants.selectors import UsageView, current_period_start, next_period_start, subscription_is_active
@@ -512,3 +516,212 @@ def run_retry(*, run: PipelineRun, actor: Actor) -> PipelineRun:
 
 class RunNotFinishedError(Exception):
     pass
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+RELATIVE_DATE_RE = re.compile(r"^(?:today|yesterday|today-(\d{1,4}))\Z")
+MAX_RELATIVE_DAYS = 3650
+
+
+class ScheduleFieldError(ValueError):
+    """A schedule's ``field`` (``pipeline``, ``cron`` or ``timezone``) is invalid; ``message`` says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _relative_days(value: Any) -> int | None:
+    """Days back for a relative date value (``today`` 0, ``yesterday`` 1, ``today-N`` N), None when the
+    value is not relative, ``ValueError`` when N is out of range."""
+    if not isinstance(value, str):
+        return None
+    match = RELATIVE_DATE_RE.match(value)
+    if match is None:
+        return None
+    if value == "today":
+        return 0
+    if value == "yesterday":
+        return 1
+    days = int(match.group(1))
+    if days > MAX_RELATIVE_DAYS:
+        raise ValueError(f"must be at most today-{MAX_RELATIVE_DAYS}")
+    return days
+
+
+def _substitute_relative_dates(
+    schedule_parameters: dict[str, Any], specs: dict[str, ParameterSpec], today: dt.date
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    substituted: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, value in schedule_parameters.items():
+        spec = specs.get(name)
+        if spec is not None and spec.type == "date":
+            try:
+                days = _relative_days(value)
+            except ValueError as exc:
+                errors[name] = [str(exc)]
+                continue
+            if days is not None:
+                substituted[name] = (today - dt.timedelta(days=days)).isoformat()
+                continue
+        substituted[name] = value
+    return substituted, errors
+
+
+def resolve_schedule_parameters(
+    schedule_parameters: dict[str, Any],
+    specs: dict[str, ParameterSpec],
+    *,
+    at: dt.datetime,
+    tz: zoneinfo.ZoneInfo,
+) -> dict[str, Any]:
+    """A schedule's stored parameters as run parameters for a fire at ``at``: relative dates of ``date``
+    parameters (``today``, ``yesterday``, ``today-N``) become ``YYYY-MM-DD`` of the local date in ``tz``,
+    defaults fill the rest, unset optional values are left out. ``ParameterError`` (keyed by name) for
+    unknown, missing or ill-typed values. Pure: no database, no clock."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("at must be a timezone-aware datetime")
+    substituted, errors = _substitute_relative_dates(schedule_parameters, specs, at.astimezone(tz).date())
+    try:
+        resolved = resolve_parameters(specs, substituted)
+    except ParameterError as exc:
+        errors = {**exc.errors, **errors}
+        resolved = {}
+    if errors:
+        raise ParameterError(errors)
+    return {
+        name: value.isoformat() if isinstance(value, dt.date) else value
+        for name, value in resolved.items()
+        if value is not None
+    }
+
+
+def _schedule_validated(
+    *, pipeline: str, cron: str, timezone_name: str, parameters: Any
+) -> tuple[CronSpec, zoneinfo.ZoneInfo]:
+    try:
+        loaded = tenant_pipeline_get(name=pipeline)
+    except (PipelineNotFound, PipelineConfigError) as exc:
+        raise ScheduleFieldError("pipeline", f"pipeline {pipeline} not found") from exc
+    try:
+        spec = parse_cron(cron)
+    except CronError as exc:
+        raise ScheduleFieldError("cron", str(exc)) from exc
+    try:
+        zone = validate_timezone(timezone_name)
+    except CronError as exc:
+        raise ScheduleFieldError("timezone", str(exc)) from exc
+    if not isinstance(parameters, dict):
+        raise ParameterError({"parameters": ["must be an object"]})
+    # Relative dates resolve to some date at run time; any instant checks the shape now.
+    resolve_schedule_parameters(parameters, loaded.spec.parameters, at=timezone.now(), tz=zone)
+    return spec, zone
+
+
+def _next_run_at(
+    *, enabled: bool, spec: CronSpec, zone: zoneinfo.ZoneInfo, now: dt.datetime
+) -> dt.datetime | None:
+    return next_run_after(spec, zone, now) if enabled else None
+
+
+@transaction.atomic
+def schedule_create(
+    *,
+    tenant: Tenant,
+    pipeline: str,
+    cron: str,
+    timezone: str,
+    parameters: dict[str, Any],
+    enabled: bool,
+    actor: Actor,
+    now: dt.datetime | None = None,
+) -> Schedule:
+    """Create a schedule after validating its pipeline, cron, zone and parameters against the pipeline's
+    spec (``ScheduleFieldError``, ``ParameterError``). ``next_run_at`` is the first fire time after
+    ``now`` when enabled, null otherwise."""
+    spec, zone = _schedule_validated(
+        pipeline=pipeline, cron=cron, timezone_name=timezone, parameters=parameters
+    )
+    schedule = Schedule.objects.create(
+        tenant=tenant,
+        pipeline=pipeline,
+        cron=cron,
+        timezone=timezone,
+        parameters=parameters,
+        enabled=enabled,
+        next_run_at=_next_run_at(enabled=enabled, spec=spec, zone=zone, now=now or _now()),
+    )
+    audit_record(
+        actor=actor,
+        action="schedule.create",
+        tenant_id=tenant.tenant_id,
+        target_type="schedule",
+        target_id=str(schedule.pk),
+        details={"pipeline": pipeline, "cron": cron, "timezone": timezone, "enabled": enabled},
+    )
+    return schedule
+
+
+SCHEDULE_FIELDS = frozenset({"pipeline", "cron", "timezone", "parameters", "enabled"})
+_TIMING_FIELDS = frozenset({"cron", "timezone", "enabled"})
+
+
+@transaction.atomic
+def schedule_update(
+    *, schedule: Schedule, actor: Actor, now: dt.datetime | None = None, **changes: Any
+) -> Schedule:
+    """Change any of ``pipeline``, ``cron``, ``timezone``, ``parameters``, ``enabled``; the result is
+    validated as a whole (``ScheduleFieldError``, ``ParameterError``). ``next_run_at`` is recomputed from
+    ``now`` when the cron, zone or enabled flag changes (null while disabled)."""
+    unknown = set(changes) - SCHEDULE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown schedule fields: {', '.join(sorted(unknown))}")
+    merged = {name: changes.get(name, getattr(schedule, name)) for name in SCHEDULE_FIELDS}
+    spec, zone = _schedule_validated(
+        pipeline=merged["pipeline"],
+        cron=merged["cron"],
+        timezone_name=merged["timezone"],
+        parameters=merged["parameters"],
+    )
+    changed = [name for name in sorted(SCHEDULE_FIELDS) if merged[name] != getattr(schedule, name)]
+    for name in changed:
+        setattr(schedule, name, merged[name])
+    update_fields = [*changed, "updated_at"]
+    if _TIMING_FIELDS & set(changed):
+        schedule.next_run_at = _next_run_at(
+            enabled=merged["enabled"], spec=spec, zone=zone, now=now or _now()
+        )
+        update_fields.append("next_run_at")
+    schedule.save(update_fields=update_fields)
+    audit_record(
+        actor=actor,
+        action="schedule.update",
+        tenant_id=schedule.tenant_id,
+        target_type="schedule",
+        target_id=str(schedule.pk),
+        details={"changed": changed},
+    )
+    return schedule
+
+
+@transaction.atomic
+def schedule_delete(*, schedule: Schedule, actor: Actor) -> None:
+    """Delete a schedule (runs it already made are kept)."""
+    target_id = str(schedule.pk)
+    tenant_id = schedule.tenant_id
+    schedule.delete()
+    audit_record(
+        actor=actor,
+        action="schedule.delete",
+        tenant_id=tenant_id,
+        target_type="schedule",
+        target_id=target_id,
+        details={"pipeline": schedule.pipeline},
+    )
+
+
+def _now() -> dt.datetime:
+    return timezone.now()

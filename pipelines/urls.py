@@ -29,4 +29,10 @@ urlpatterns = [
     path("pipelines/runs", apis.RunCollectionApi.as_view(), name="pipelines-runs"),
     path("pipelines/runs/<str:run_id>", apis.RunDetailApi.as_view(), name="pipelines-run-detail"),
     path("pipelines/runs/<str:run_id>/cancel", apis.RunCancelApi.as_view(), name="pipelines-run-cancel"),
+    path("pipelines/schedules", apis.ScheduleCollectionApi.as_view(), name="pipelines-schedules"),
+    path(
+        "pipelines/schedules/<str:schedule_id>",
+        apis.ScheduleDetailApi.as_view(),
+        name="pipelines-schedule-detail",
+    ),
 ]

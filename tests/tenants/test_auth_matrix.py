@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from pipelines.models import PipelineRun, RunStatus
+from pipelines.models import PipelineRun, RunStatus, Schedule
 from tenants import keys
 from tenants.actors import Actor
 from tenants.authentication import ADMIN_AUTH_HEADER, TENANT_AUTH_HEADER, AdminApi, TenantApi
@@ -48,6 +48,8 @@ class Route:
     # Tenant routes without ``tenant_id`` in the path must say what another tenant's (valid) key gets:
     # (status, error code), or (2xx, None) when the route has nothing of this tenant's to protect.
     cross_tenant: tuple[int, str | None] | None = None
+    # Per-method exceptions to ``cross_tenant`` (a create on a collection succeeds in the caller's tenant).
+    cross_tenant_methods: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     # The right-key request runs a real pipeline: the test pipelines (tests/pipeline_fixtures.py).
     needs_pipeline: bool = False
 
@@ -70,6 +72,29 @@ EXPECTED_ROUTES: dict[str, Route] = {
     "api/v1/pipelines/runs/<str:run_id>/cancel": Route(
         TENANT, {"POST": None}, cross_tenant=(404, "not_found")
     ),
+    "api/v1/pipelines/schedules": Route(
+        TENANT,
+        {
+            "GET": None,
+            "POST": {
+                "pipeline": "test/engine/ok",
+                "cron": "0 2 * * *",
+                "timezone": "Europe/Berlin",
+                "parameters": {"date": "yesterday"},
+                "enabled": True,
+            },
+        },
+        # Another tenant's key lists only its own schedules and creates in its own tenant.
+        cross_tenant=(200, None),
+        cross_tenant_methods={"POST": (201, None)},
+        needs_pipeline=True,
+    ),
+    "api/v1/pipelines/schedules/<str:schedule_id>": Route(
+        TENANT,
+        {"GET": None, "PATCH": {"cron": "30 3 * * 1-5", "enabled": False}, "DELETE": None},
+        cross_tenant=(404, "not_found"),
+        needs_pipeline=True,
+    ),
 }
 
 
@@ -85,12 +110,14 @@ class World:
     forged_key: str  # names globex but its row belongs to acme
     revoked_admin_key: str
     run_id: str  # a PENDING run of acme
+    schedule_id: str  # an enabled schedule of acme
 
 
 PATH_VALUES: dict[str, Callable[[World], str]] = {
     "tenant_id": lambda world: "acme",
     "key_hash": lambda world: world.key_hash,
     "run_id": lambda world: world.run_id,
+    "schedule_id": lambda world: world.schedule_id,
     "provider": lambda world: "gcp",
     "domain": lambda world: "cost",
     "pipeline": lambda world: "billing",
@@ -305,6 +332,14 @@ def world(make_tenant: Any) -> World:
         pipeline_id="acme_gcp_cost_billing",
         status=RunStatus.PENDING,
     )
+    schedule = Schedule.objects.create(
+        tenant=acme,
+        pipeline="test/engine/ok",
+        cron="0 2 * * *",
+        timezone="UTC",
+        parameters={"date": "yesterday"},
+        next_run_at=now + dt.timedelta(hours=1),
+    )
     return World(
         key=key,
         key_hash=keys.hash_key(key),
@@ -314,12 +349,13 @@ def world(make_tenant: Any) -> World:
         forged_key=forged_key,
         revoked_admin_key=revoked_admin_key,
         run_id=str(run.pk),
+        schedule_id=str(schedule.pk),
     )
 
 
-def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
+def _snapshot(exclude_tenant: str | None = None) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every tenants and pipelines model (``TenantApiKey.last_used_at`` aside: a valid
-    key on the wrong path is still a used key)."""
+    key on the wrong path is still a used key), optionally without the rows of ``exclude_tenant``."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
     for app_label in ("tenants", "pipelines"):
         for model in apps.get_app_config(app_label).get_models():
@@ -328,9 +364,12 @@ def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
                 for field in model._meta.concrete_fields
                 if not (model is TenantApiKey and field.name == "last_used_at")
             ]
+            rows = model.objects.order_by("pk")
+            if exclude_tenant is not None and "tenant_id" in columns:
+                rows = rows.exclude(tenant_id=exclude_tenant)
             dump[model._meta.label] = [
                 tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
-                for row in model.objects.order_by("pk").values_list(*columns)
+                for row in rows.values_list(*columns)
             ]
     return dump
 
@@ -389,23 +428,31 @@ def test_refused_request_gets_documented_error_and_changes_nothing(
 
 
 @pytest.mark.parametrize("endpoint", _cross_tenant_matrix())
-def test_other_tenants_key_on_route_without_tenant_in_path(endpoint: Endpoint, world: World) -> None:
+def test_other_tenants_key_on_route_without_tenant_in_path(
+    endpoint: Endpoint, world: World, request: Any
+) -> None:
     """API1: another tenant's valid key never reaches this tenant's objects (404, not 403, so there is no
     existence oracle) and lists nothing of it."""
-    expected = EXPECTED_ROUTES[endpoint.route].cross_tenant
+    route = EXPECTED_ROUTES[endpoint.route]
+    expected = route.cross_tenant_methods.get(endpoint.method, route.cross_tenant)
     assert expected is not None, f"say what another tenant's key gets on /{endpoint.route}"
-    before = _snapshot()
+    if route.needs_pipeline:
+        request.getfixturevalue("test_pipelines")
+    status, code = expected
+    # A create that succeeds writes only the caller's own rows.
+    writes_own_rows = endpoint.method != "GET" and 200 <= status < 300
+    before = _snapshot("globex" if writes_own_rows else None)
 
     response = _send(endpoint, _path(endpoint, world), {"HTTP_X_API_KEY": world.other_tenant_key})
 
-    status, code = expected
     assert response.status_code == status, response.content
     if code is None:
         assert world.run_id.encode() not in response.content
+        assert world.schedule_id.encode() not in response.content
         assert b"acme" not in response.content
     else:
         assert response.json()["error"]["code"] == code
-    assert _snapshot() == before
+    assert _snapshot("globex" if writes_own_rows else None) == before
 
 
 @pytest.mark.parametrize("endpoint", [pytest.param(e, id=str(e)) for e in ENDPOINTS])
