@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -20,7 +21,7 @@ from convergence.api.errors import (
 )
 from convergence.api.pagination import PageNumberPagination
 from convergence.api.schema import error_responses, paginated_response
-from convergence.api.serializers import StrictInputSerializer
+from convergence.api.serializers import StrictInputSerializer, validated_data
 from pipelines import selectors, services
 from pipelines.catalog import catalog_entries
 from pipelines.loader import PipelineConfigError, PipelineNotFound
@@ -110,7 +111,7 @@ class RunCollectionApi(TenantApi):
         },
     )
     def get(self, request: Request) -> Response:
-        filters = _validated(self.FilterSerializer, request.query_params.dict())
+        filters = validated_data(self.FilterSerializer, request.query_params.dict())
         runs = selectors.run_list(
             tenant=self.tenant(request),
             status=filters.get("status"),
@@ -123,21 +124,24 @@ class RunCollectionApi(TenantApi):
         return paginator.get_paginated_response([run_representation(run) for run in page or []])
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+def _owned_or_404(
+    lookup: Callable[..., Any], api: TenantApi, request: Request, object_id: str, label: str
+) -> Any:
+    """The tenant's own object by UUID, or 404 (also for another tenant's: existence is never confirmed)."""
+    try:
+        uuid.UUID(object_id)
+    except ValueError:
+        raise NotFound(f"{label} not found") from None
+    found = lookup(api.tenant(request), object_id)
+    if found is None:
+        raise NotFound(f"{label} not found")
+    return found
 
 
 def _run_or_404(api: TenantApi, request: Request, run_id: str) -> Any:
-    try:
-        uuid.UUID(run_id)
-    except ValueError:
-        raise NotFound("Run not found") from None
-    run = selectors.run_get(tenant=api.tenant(request), run_id=run_id)
-    if run is None:
-        raise NotFound("Run not found")
-    return run
+    return _owned_or_404(
+        lambda tenant, pk: selectors.run_get(tenant=tenant, run_id=pk), api, request, run_id, "Run"
+    )
 
 
 class RunDetailApi(TenantApi):
@@ -201,7 +205,7 @@ class ScheduleCollectionApi(TenantApi):
         },
     )
     def get(self, request: Request) -> Response:
-        _validated(self.FilterSerializer, request.query_params.dict())
+        validated_data(self.FilterSerializer, request.query_params.dict())
         schedules = selectors.schedule_list(tenant=self.tenant(request))
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(schedules, request, view=self)
@@ -226,14 +230,13 @@ class ScheduleCollectionApi(TenantApi):
 
 
 def _schedule_or_404(api: TenantApi, request: Request, schedule_id: str) -> Any:
-    try:
-        uuid.UUID(schedule_id)
-    except ValueError:
-        raise NotFound("Schedule not found") from None
-    schedule = selectors.schedule_get(tenant=api.tenant(request), schedule_id=schedule_id)
-    if schedule is None:
-        raise NotFound("Schedule not found")
-    return schedule
+    return _owned_or_404(
+        lambda tenant, pk: selectors.schedule_get(tenant=tenant, schedule_id=pk),
+        api,
+        request,
+        schedule_id,
+        "Schedule",
+    )
 
 
 class ScheduleDetailApi(TenantApi):

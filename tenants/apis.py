@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from convergence.api.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from convergence.api.pagination import PageNumberPagination
 from convergence.api.schema import PAGE_PARAMETERS, error_responses, paginated_response
-from convergence.api.serializers import StrictInputSerializer
+from convergence.api.serializers import StrictInputSerializer, validated_data
 from tenants import selectors, services
 from tenants.authentication import MAX_USER_ID_LENGTH, AdminApi, TenantApi
 from tenants.models import TENANT_ID_JSON_PATTERN, TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
@@ -75,12 +75,6 @@ class TenantIdField(serializers.CharField):
         super().__init__(**kwargs)
 
 
-def _validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 def _tenant_or_404(tenant_id: str) -> Any:
     tenant = selectors.tenant_get(tenant_id=tenant_id) if re.fullmatch(TENANT_ID_PATTERN, tenant_id) else None
     if tenant is None:
@@ -109,7 +103,7 @@ class BootstrapApi(AdminApi):
         responses={200: OutputSerializer, **error_responses(400, 401, 503)},
     )
     def post(self, request: Request) -> Response:
-        data = _validate(self.InputSerializer, request.data)
+        data = validated_data(self.InputSerializer, request.data)
         try:
             result = services.bootstrap_run(actor=self.actor(request), **data)
         except RuntimeError as exc:
@@ -150,7 +144,7 @@ class TenantCollectionApi(AdminApi):
         responses={201: TenantOutputSerializer, **error_responses(400, 401, 409, 503)},
     )
     def post(self, request: Request) -> Response:
-        data = _validate(self.InputSerializer, request.data)
+        data = validated_data(self.InputSerializer, request.data)
         tenant_id = data["tenant_id"]
         if not re.fullmatch(TENANT_ID_PATTERN, tenant_id):
             raise InvalidRequest(
@@ -199,7 +193,7 @@ class TenantDetailApi(AdminApi):
     )
     def patch(self, request: Request, tenant_id: str) -> Response:
         tenant = _tenant_or_404(tenant_id)
-        data = _validate(self.InputSerializer, request.data)
+        data = validated_data(self.InputSerializer, request.data)
         tenant = services.tenant_update(tenant=tenant, actor=self.actor(request), **data)
         return Response(tenant_representation(tenant))
 
@@ -240,7 +234,7 @@ class ApiKeyCollectionApi(AdminApi):
         responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 404)},
     )
     def post(self, request: Request) -> Response:
-        data = _validate(self.InputSerializer, request.data)
+        data = validated_data(self.InputSerializer, request.data)
         tenant = _tenant_or_404(data["tenant_id"])
         try:
             key, raw = services.api_key_create(

@@ -43,3 +43,10 @@ class UTCDateTimeField(serializers.DateTimeField):
         kwargs.setdefault("format", "%Y-%m-%dT%H:%M:%SZ")
         kwargs.setdefault("default_timezone", dt.UTC)
         super().__init__(**kwargs)
+
+
+def validated_data(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """Validate ``data`` with the serializer (DRF's ValidationError → the 400 envelope) and return it."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
