@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("tenants.urls")),
     path("api/v1/", include("pipelines.urls")),
+    path("api/v1/", include("billing.urls")),
     path("admin/", admin.site.urls),
     # Anything else is a JSON 404 in the envelope, whatever DEBUG says.
     re_path(r"^.*$", json_not_found),

@@ -25,12 +25,20 @@ from convergence.api.schema import PAGE_PARAMETERS, error_responses, paginated_r
 from convergence.api.serializers import StrictInputSerializer, validated_data
 from tenants import selectors, services
 from tenants.authentication import MAX_USER_ID_LENGTH, AdminApi, TenantApi
-from tenants.models import TENANT_ID_JSON_PATTERN, TENANT_ID_PATTERN, PlanCode, SubscriptionStatus
+from tenants.models import (
+    TENANT_ID_JSON_PATTERN,
+    TENANT_ID_PATTERN,
+    CloudProvider,
+    PlanCode,
+    SubscriptionStatus,
+)
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyOutputSerializer,
+    CredentialOutputSerializer,
     TenantOutputSerializer,
     api_key_created_representation,
+    credential_representation,
     tenant_representation,
 )
 
@@ -283,3 +291,81 @@ class TenantSelfApi(TenantApi):
     )
     def get(self, request: Request, tenant_id: str) -> Response:
         return Response(tenant_representation(self.tenant(request)))
+
+
+# --- cloud credentials ------------------------------------------------------------------------------
+
+CREDENTIAL_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}\Z"
+
+
+class CredentialCollectionApi(TenantApi):
+    @extend_schema_serializer(component_name="CredentialCreateInput")
+    class InputSerializer(StrictInputSerializer):
+        provider = serializers.ChoiceField(choices=CloudProvider.choices)
+        name = serializers.RegexField(CREDENTIAL_NAME_PATTERN, max_length=100, trim_whitespace=False)
+        secret = serializers.JSONField(
+            help_text="The provider's secret as a JSON object of at most 64 KiB: AWS access_key_id + "
+            "secret_access_key (optional session_token, region); Azure connection_string or account_name + "
+            "account_key | sas_token; GCP a service account key. Never returned."
+        )
+
+    @extend_schema(
+        operation_id="tenant_credentials_list",
+        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
+        responses={200: CredentialOutputSerializer(many=True), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request, tenant_id: str) -> Response:
+        credentials = selectors.credential_list(tenant=self.tenant(request))
+        return Response([credential_representation(credential) for credential in credentials])
+
+    @extend_schema(
+        operation_id="tenant_credentials_create",
+        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
+        request=InputSerializer,
+        responses={201: CredentialOutputSerializer, **error_responses(400, 401, 403, 409)},
+    )
+    def post(self, request: Request, tenant_id: str) -> Response:
+        from billing.sources import InvalidSource
+
+        data = validated_data(self.InputSerializer, request.data)
+        try:
+            credential = services.credential_create(
+                tenant=self.tenant(request), actor=self.actor(request), **data
+            )
+        except InvalidSource as exc:
+            raise InvalidRequest("Invalid credential", details=exc.errors) from exc
+        except services.CredentialExistsError as exc:
+            raise Conflict(
+                f"A {data['provider']} credential named {data['name']!r} already exists", code="conflict"
+            ) from exc
+        return Response(credential_representation(credential), status=status.HTTP_201_CREATED)
+
+
+class CredentialDetailApi(TenantApi):
+    @extend_schema(
+        operation_id="tenant_credentials_delete",
+        parameters=[
+            TENANT_ID_PATH,
+            OpenApiParameter("credential_id", {"type": "integer", "minimum": 1}, OpenApiParameter.PATH),
+            USER_ID_HEADER,
+        ],
+        responses={204: None, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def delete(self, request: Request, tenant_id: str, credential_id: str) -> Response:
+        credential = (
+            selectors.credential_get(tenant=self.tenant(request), credential_id=int(credential_id))
+            if re.fullmatch(r"[1-9][0-9]{0,17}", credential_id)
+            else None
+        )
+        if credential is None:
+            raise NotFound("Credential not found")
+        try:
+            services.credential_delete(credential=credential, actor=self.actor(request))
+        except services.CredentialInUseError as exc:
+            raise Conflict(
+                f"The credential is used by the {', '.join(exc.providers)} billing source(s); "
+                "point those sources at another credential or delete them first",
+                code="conflict",
+                details={"sources": exc.providers},
+            ) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)

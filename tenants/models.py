@@ -191,3 +191,40 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target_type}:{self.target_id}"
+
+
+class CloudProvider(models.TextChoices):
+    """The provider keys used by credentials, billing sources and pipelines (``x_Provider``)."""
+
+    GCP = "gcp", "Google Cloud"
+    AWS = "aws", "Amazon Web Services"
+    AZURE = "azure", "Microsoft Azure"
+
+
+class CloudCredential(models.Model):
+    """A tenant's secret for reading its billing exports (AWS access key, Azure storage key or SAS,
+    GCP service account). Only a KMS envelope of the JSON secret is stored, bound to the tenant, the
+    field and ``secret_id``; it is decrypted only inside the pipeline step that reads the source.
+    ``fingerprint`` is a keyed digest that tells credentials apart without revealing the secret."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="cloud_credentials")
+    provider = models.CharField(max_length=8, choices=CloudProvider.choices)
+    name = models.CharField(max_length=100)
+    # The KMS record id, known before the row is saved (the pk is not): it binds the envelope to this
+    # row, so a ciphertext copied onto another row fails to decrypt.
+    secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    encrypted_secret = models.BinaryField(editable=False)
+    fingerprint = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant_id", "provider", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "provider", "name"], name="cloudcredential_tenant_provider_name_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.provider}/{self.name}"

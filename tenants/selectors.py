@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Field, Model, QuerySet
 from django.utils import timezone
 
-from tenants.models import SubscriptionStatus, Tenant, TenantApiKey, TenantUsage
+from tenants.models import CloudCredential, SubscriptionStatus, Tenant, TenantApiKey, TenantUsage
 
 
 def tenant_queryset() -> QuerySet[Tenant]:
@@ -182,3 +182,17 @@ def api_key_for_authentication(*, key_hash: str) -> Any:
     Tenant.usage.related.set_cached_value(tenant, usage)
     TenantUsage.tenant.field.set_cached_value(usage, tenant)
     return key
+
+
+def credential_list(*, tenant: Tenant) -> QuerySet[CloudCredential]:
+    """The tenant's credentials, metadata only (the envelope column is not loaded)."""
+    return (
+        CloudCredential.objects.filter(tenant=tenant)
+        .defer("encrypted_secret")
+        .order_by("provider", "name", "pk")
+    )
+
+
+def credential_get(*, tenant: Tenant, credential_id: int) -> CloudCredential | None:
+    """The tenant's credential by id, or None (also for another tenant's: never confirm it exists)."""
+    return credential_list(tenant=tenant).filter(pk=credential_id).first()

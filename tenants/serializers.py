@@ -8,7 +8,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from convergence.api.serializers import UTCDateTimeField
-from tenants.models import Tenant, TenantApiKey
+from tenants.models import CloudCredential, Tenant, TenantApiKey
 from tenants.selectors import current_period_start, usage_view
 
 
@@ -102,3 +102,17 @@ def api_key_created_representation(key: TenantApiKey, raw: str) -> dict[str, Any
             }
         ).data
     )
+
+
+class CredentialOutputSerializer(serializers.Serializer):
+    """Credential metadata. The secret and its envelope are never part of any response."""
+
+    id = serializers.IntegerField()
+    provider = serializers.CharField()
+    name = serializers.CharField()
+    fingerprint = serializers.CharField()
+    created_at = UTCDateTimeField()
+
+
+def credential_representation(credential: CloudCredential) -> dict[str, Any]:
+    return dict(CredentialOutputSerializer(credential).data)

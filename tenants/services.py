@@ -19,6 +19,7 @@ from tenants.actors import Actor
 from tenants.models import (
     AdminKey,
     AuditLog,
+    CloudCredential,
     Plan,
     PlanCode,
     Subscription,
@@ -40,6 +41,19 @@ class TenantExistsError(Exception):
 
 class OnboardingError(Exception):
     """The tenant's warehouse dataset could not be created; nothing of the tenant was kept."""
+
+
+class CredentialExistsError(Exception):
+    """The tenant already has a credential of this provider with this name."""
+
+
+class CredentialInUseError(Exception):
+    """The credential is referenced by billing sources (``providers`` names them); delete or repoint
+    those first."""
+
+    def __init__(self, providers: list[str]) -> None:
+        super().__init__(", ".join(providers))
+        self.providers = providers
 
 
 def audit_record(
@@ -328,3 +342,64 @@ def bootstrap_run(
         "message": f"central dataset {result['dataset']}: {result['tables_created']} table(s) created, "
         f"{result['tables_existing']} already existed",
     }
+
+
+@transaction.atomic
+def credential_create(
+    *, tenant: Tenant, actor: Actor, provider: str, name: str, secret: Any
+) -> CloudCredential:
+    """Store a cloud credential for reading the tenant's billing sources.
+
+    The secret is checked for the provider's required keys and size (``billing.sources.InvalidSource``),
+    then only its KMS envelope is stored, bound to the tenant, the field and the row's ``secret_id``;
+    the fingerprint is a keyed digest. ``CredentialExistsError`` when the name is taken for this tenant and
+    provider. The audit entry carries provider, name and fingerprint, never the secret."""
+    from billing.sources import credential_context, secret_fingerprint, secret_validate
+
+    payload = secret_validate(provider=provider, secret=secret)
+    if CloudCredential.objects.filter(tenant=tenant, provider=provider, name=name).exists():
+        raise CredentialExistsError(name)
+    credential = CloudCredential(
+        tenant=tenant, provider=provider, name=name, fingerprint=secret_fingerprint(secret)
+    )
+    credential.encrypted_secret = get_kms().encrypt(
+        payload,
+        context=credential_context(tenant_id=tenant.tenant_id, secret_id=str(credential.secret_id)),
+    )
+    try:
+        with transaction.atomic():
+            credential.save(force_insert=True)
+    except IntegrityError as exc:  # a concurrent create of the same name won the race
+        raise CredentialExistsError(name) from exc
+    audit_record(
+        actor=actor,
+        action="credential.create",
+        tenant_id=tenant.tenant_id,
+        target_type="cloud_credential",
+        target_id=str(credential.pk),
+        details={"provider": provider, "name": name, "fingerprint": credential.fingerprint},
+    )
+    return credential
+
+
+@transaction.atomic
+def credential_delete(*, credential: CloudCredential, actor: Actor) -> None:
+    """Delete a credential. ``CredentialInUseError`` while a billing source references it: the row is
+    locked first, and a source upsert locks the same row, so no source can start using it meanwhile."""
+    locked = CloudCredential.objects.select_for_update().get(pk=credential.pk)
+    providers = sorted(locked.billing_sources.values_list("provider", flat=True))
+    if providers:
+        raise CredentialInUseError(providers)
+    locked.delete()
+    audit_record(
+        actor=actor,
+        action="credential.delete",
+        tenant_id=credential.tenant_id,
+        target_type="cloud_credential",
+        target_id=str(credential.pk),
+        details={
+            "provider": credential.provider,
+            "name": credential.name,
+            "fingerprint": credential.fingerprint,
+        },
+    )

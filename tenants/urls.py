@@ -11,4 +11,14 @@ urlpatterns = [
     path("admin/api-keys", apis.ApiKeyCollectionApi.as_view(), name="admin-api-keys"),
     path("admin/api-keys/<str:key_hash>", apis.ApiKeyDetailApi.as_view(), name="admin-api-key-detail"),
     path("tenants/<str:tenant_id>", apis.TenantSelfApi.as_view(), name="tenant-detail"),
+    path(
+        "tenants/<str:tenant_id>/credentials",
+        apis.CredentialCollectionApi.as_view(),
+        name="tenant-credentials",
+    ),
+    path(
+        "tenants/<str:tenant_id>/credentials/<str:credential_id>",
+        apis.CredentialDetailApi.as_view(),
+        name="tenant-credential-detail",
+    ),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.bq_emulator", "tests.pipeline_fixtures"]
+pytest_plugins = ["tests.bq_emulator", "tests.object_stores", "tests.pipeline_fixtures"]
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 REAL_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "real"

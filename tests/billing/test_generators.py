@@ -632,7 +632,7 @@ def test_command_rejects_an_unwritable_out_dir(tmp_path: Path) -> None:
 
 
 def test_command_requires_a_destination(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="one of the arguments --out is required"):
+    with pytest.raises(CommandError, match="one of the arguments --out --tenant is required"):
         _command("--provider", "gcp", "--start", "2025-11-28", "--end", "2025-11-28", "--rows-per-day", "5")
 
 
