@@ -16,6 +16,9 @@ PROCESSORS: dict[str, str] = {
     "gcp.bq_etl": "pipelines.processors.etl.EtlProcessor",
     "warehouse.load_file": "pipelines.processors.load_file.LoadFileProcessor",
     "dq.checks": "pipelines.processors.dq.DqProcessor",
+    "billing.land_export": "billing.processors.LandExportProcessor",
+    "focus.normalize": "billing.processors.FocusNormalizeProcessor",
+    "focus.publish": "billing.processors.FocusPublishProcessor",
 }
 
 
