@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
@@ -15,12 +16,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from billing.costs import CHART_DAYS, cost_chart, daily_provider_costs, provider_quality
+from convergence.warehouse import WarehouseError
 from tenants import services
 from tenants.actors import Actor
 from tenants.models import (
     ActorType,
     AdminKey,
     AuditLog,
+    CloudCredential,
     Plan,
     PlanCode,
     Subscription,
@@ -142,6 +146,20 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
         return queryset.filter(subscription__status=self.value()) if self.value() else queryset
 
 
+def tenant_cost_context(*, tenant: Tenant) -> dict[str, Any]:
+    """The tenant page's cost section: daily BilledCost per provider for the last 30 days (one warehouse
+    query; a warehouse failure becomes a note, never a broken page) and each provider's latest DQ state."""
+    context: dict[str, Any] = {"cost_chart": None, "cost_chart_error": "", "cost_chart_days": CHART_DAYS}
+    try:
+        daily = daily_provider_costs(tenant=tenant, today=timezone.now().astimezone(dt.UTC).date())
+    except WarehouseError:
+        context["cost_chart_error"] = "Cost data is unavailable: the warehouse could not be queried."
+    else:
+        context["cost_chart"] = cost_chart(daily) if daily.costs else None
+    context["cost_quality"] = provider_quality(tenant=tenant)
+    return context
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = (
@@ -245,6 +263,19 @@ class TenantAdmin(admin.ModelAdmin):
                     )
             return
         formset.save()
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Tenant | None = None,
+    ) -> Any:
+        if obj is not None and not add:
+            context.update(tenant_cost_context(tenant=obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a tenant must also remove its dataset and credentials; not offered here yet.
@@ -402,6 +433,36 @@ class AdminKeyAdmin(admin.ModelAdmin):
             services.admin_key_revoke(key=key, actor=staff_actor(request))
             revoked += 1
         self.message_user(request, f"Revoked {revoked} admin key(s).", level=messages.SUCCESS)
+
+
+@admin.register(CloudCredential)
+class CloudCredentialAdmin(admin.ModelAdmin):
+    """Metadata and fingerprint only: the envelope is neither a field nor a column here, and staff
+    cannot add or edit credentials (tenants do, through the API, so the secret never crosses the admin)."""
+
+    list_display = ("name", "tenant", "provider", "fingerprint", "used_by", "created_at")
+    list_filter = ("provider", "created_at")
+    search_fields = ("tenant__tenant_id", "name", "fingerprint")
+    list_select_related = ("tenant",)
+    fields = ("id", "tenant", "provider", "name", "fingerprint", "used_by", "created_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CloudCredential]:
+        # One prefetch for the "used by" column instead of a query per row.
+        return super().get_queryset(request).defer("encrypted_secret").prefetch_related("billing_sources")
+
+    @admin.display(description="used by sources")
+    def used_by(self, obj: CloudCredential) -> str:
+        return ", ".join(sorted(source.provider for source in obj.billing_sources.all())) or "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(AuditLog)
