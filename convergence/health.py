@@ -41,6 +41,20 @@ def check_warehouse() -> None:
 CHECKS = {"database": check_database, "broker": check_broker, "warehouse": check_warehouse}
 
 
+def mirror_status() -> dict[str, Any]:
+    """The control-plane mirror's lag (``convergence/mirror``). Reported, never a reason for 503: a
+    lagging mirror delays central analytics but the API serves correctly, and taking instances out of
+    the load balancer would not make the drain catch up. ``unknown`` when the database cannot say."""
+    from convergence.mirror.selectors import mirror_lag
+
+    try:
+        lag = mirror_lag()
+    except Exception:
+        logger.warning("readiness: mirror lag unavailable", exc_info=True)
+        return {"status": "unknown", "lag_seconds": None, "threshold_seconds": None}
+    return {"status": lag.status, "lag_seconds": lag.lag_seconds, "threshold_seconds": lag.threshold_seconds}
+
+
 def readiness() -> dict[str, str]:
     """Each dependency: ``ok`` or ``error``. Details go to the log, never to the response."""
     results: dict[str, str] = {}
@@ -69,6 +83,17 @@ class HealthApi(APIView):
         return Response({"status": "ok", "version": convergence.__version__})
 
 
+def _mirror_serializer() -> serializers.Serializer:
+    return inline_serializer(
+        "MirrorLag",
+        {
+            "status": serializers.ChoiceField(choices=["ok", "lagging", "unknown"]),
+            "lag_seconds": serializers.FloatField(allow_null=True),
+            "threshold_seconds": serializers.IntegerField(allow_null=True),
+        },
+    )
+
+
 class ReadinessApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
@@ -81,6 +106,7 @@ class ReadinessApi(APIView):
                 {
                     "status": serializers.CharField(),
                     "checks": serializers.DictField(child=serializers.CharField()),
+                    "mirror": _mirror_serializer(),
                 },
             ),
             (503, "application/json"): inline_serializer(
@@ -88,13 +114,17 @@ class ReadinessApi(APIView):
                 {
                     "status": serializers.CharField(),
                     "checks": serializers.DictField(child=serializers.CharField()),
+                    "mirror": _mirror_serializer(),
                 },
             ),
         },
     )
     def get(self, request: Request) -> Response:
+        """200 when every dependency in ``checks`` is up, else 503. ``mirror`` reports the central
+        mirror's lag (``ok``/``lagging``/``unknown``) without affecting the status code."""
         checks = readiness()
         healthy = all(value == "ok" for value in checks.values())
         return Response(
-            {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+            {"status": "ok" if healthy else "degraded", "checks": checks, "mirror": mirror_status()},
+            status=200 if healthy else 503,
         )

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from convergence.env import env_bool, env_choice, env_int, env_list, env_str
@@ -173,6 +174,14 @@ BIGQUERY_API_ENDPOINT = env_str("BIGQUERY_API_ENDPOINT") or None
 WAREHOUSE_MAX_BYTES_BILLED = env_int("WAREHOUSE_MAX_BYTES_BILLED", 100 * 1024**3, minimum=10 * 1024**2)
 WAREHOUSE_LOCK_TIMEOUT_S = env_int("WAREHOUSE_LOCK_TIMEOUT_S", 60, minimum=1)
 CENTRAL_DATASET = env_str("CENTRAL_DATASET") or "tenants"
+# Mirror of the control plane into the central dataset (convergence/mirror/): a drain every
+# MIRROR_INTERVAL_S; /health/ready reports "lagging" when the oldest undelivered change is older than
+# MIRROR_LAG_THRESHOLD_S.
+MIRROR_INTERVAL_S = env_int("MIRROR_INTERVAL_S", 10, minimum=1)
+MIRROR_LAG_THRESHOLD_S = env_int("MIRROR_LAG_THRESHOLD_S", 120, minimum=1)
+MIRROR_BATCH_SIZE = env_int("MIRROR_BATCH_SIZE", 5000, minimum=1)
+MIRROR_MAX_BATCHES = env_int("MIRROR_MAX_BATCHES", 20, minimum=1)
+MIRROR_ROWS_PER_STATEMENT = env_int("MIRROR_ROWS_PER_STATEMENT", 1000, minimum=1)
 
 KMS_BACKEND = env_choice("KMS_BACKEND", "local", ("local", "gcp"))
 KMS_LOCAL_KEY = env_str("KMS_LOCAL_KEY") or None
@@ -187,12 +196,23 @@ if ENVIRONMENT == "production" and KMS_BACKEND == "local" and not env_bool("ALLO
 PIPELINE_CONFIGS_DIR = Path(env_str("PIPELINE_CONFIGS_DIR") or BASE_DIR / "configs").resolve()
 PIPELINE_TEMPLATES_DIR = Path(env_str("PIPELINE_TEMPLATES_DIR") or BASE_DIR / "templates").resolve()
 SOURCE_FILE_ROOT = Path(env_str("SOURCE_FILE_ROOT") or VAR_DIR / "exports").resolve()
+# Object-store endpoints for emulators or S3-compatible stores (unset: the providers' public endpoints).
+# Tenants can never choose an endpoint: a source or credential may name only these or the provider's own.
+AWS_S3_ENDPOINT_URL = (env_str("AWS_S3_ENDPOINT_URL") or "").rstrip("/") or None
+AZURE_BLOB_ENDPOINT = (env_str("AZURE_BLOB_ENDPOINT") or "").rstrip("/") or None
 RUN_RETENTION_DAYS = env_int("RUN_RETENTION_DAYS", 90, minimum=1)
 RUN_LEASE_S = env_int("RUN_LEASE_S", 120, minimum=2)
 RUN_HEARTBEAT_S = env_int("RUN_HEARTBEAT_S", 15, minimum=1)
 RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 3, minimum=1)
 if RUN_HEARTBEAT_S * 2 > RUN_LEASE_S:
     raise ImproperlyConfigured("RUN_HEARTBEAT_S must be at most half of RUN_LEASE_S")
+# A PENDING run still unclaimed this long after it was sent is sent again (its message may be lost).
+RUN_RESEND_AFTER_S = env_int("RUN_RESEND_AFTER_S", 600, minimum=10)
+# Scheduler (pipelines/scheduler.py): due schedules claimed per tick transaction, and beat intervals.
+SCHEDULER_BATCH_SIZE = env_int("SCHEDULER_BATCH_SIZE", 500, minimum=1)
+SCHEDULER_TICK_INTERVAL_S = env_int("SCHEDULER_TICK_INTERVAL_S", 30, minimum=1)
+SCHEDULER_DISPATCH_INTERVAL_S = env_int("SCHEDULER_DISPATCH_INTERVAL_S", 10, minimum=1)
+SCHEDULER_REAP_INTERVAL_S = env_int("SCHEDULER_REAP_INTERVAL_S", 30, minimum=1)
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
@@ -228,6 +248,43 @@ CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 30, 5)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Beat holds system entries only (never one entry per tenant schedule: the tick reads the schedules
+# table). The DatabaseScheduler upserts these by name at start and leaves staff-made entries alone.
+# System tasks go to their own queue so long pipeline runs cannot starve the tick (Procfile ``system``).
+SCHEDULER_QUEUE = env_str("SCHEDULER_QUEUE") or "system"
+_system = {"queue": SCHEDULER_QUEUE}
+CELERY_BEAT_SCHEDULE = {
+    "scheduler-tick": {
+        "task": "pipelines.scheduler_tick",
+        "schedule": float(SCHEDULER_TICK_INTERVAL_S),
+        "options": {**_system, "expires": SCHEDULER_TICK_INTERVAL_S},
+    },
+    "scheduler-dispatch": {
+        "task": "pipelines.process_queue",
+        "schedule": float(SCHEDULER_DISPATCH_INTERVAL_S),
+        "options": {**_system, "expires": SCHEDULER_DISPATCH_INTERVAL_S},
+    },
+    "scheduler-reap": {
+        "task": "pipelines.reap_runs",
+        "schedule": float(SCHEDULER_REAP_INTERVAL_S),
+        "options": {**_system, "expires": SCHEDULER_REAP_INTERVAL_S},
+    },
+    "quota-reset": {
+        "task": "pipelines.reset_quotas",
+        "schedule": crontab(minute="0", hour="0"),
+        "options": _system,
+    },
+    "run-retention": {
+        "task": "pipelines.purge_expired_runs",
+        "schedule": crontab(minute="30", hour="0"),
+        "options": _system,
+    },
+    "mirror-drain": {
+        "task": "convergence.mirror_drain",
+        "schedule": float(MIRROR_INTERVAL_S),
+        "options": {**_system, "expires": MIRROR_INTERVAL_S},
+    },
+}
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -255,6 +312,12 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.server": {"level": "WARNING"},
+        # The object-store SDKs log every HTTP request at INFO (azure) or DEBUG (botocore, which includes
+        # signed headers): billing-source reads stay quiet unless something goes wrong.
+        "azure": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "s3transfer": {"level": "WARNING"},
     },
 }
 

@@ -6,12 +6,13 @@ from rest_framework.test import APIClient
 pytestmark = pytest.mark.django_db
 
 
-def test_ready_checks_database_broker_and_warehouse() -> None:
+def test_ready_checks_database_broker_and_warehouse(settings) -> None:
     response = APIClient().get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
         "checks": {"database": "ok", "broker": "ok", "warehouse": "ok"},
+        "mirror": {"status": "ok", "lag_seconds": 0.0, "threshold_seconds": settings.MIRROR_LAG_THRESHOLD_S},
     }
 
 
@@ -22,6 +23,7 @@ def test_ready_is_503_when_the_broker_is_down(settings) -> None:
     assert response.json() == {
         "status": "degraded",
         "checks": {"database": "ok", "broker": "error", "warehouse": "ok"},
+        "mirror": {"status": "ok", "lag_seconds": 0.0, "threshold_seconds": settings.MIRROR_LAG_THRESHOLD_S},
     }
     assert "127.0.0.1" not in response.content.decode()
 
