@@ -24,7 +24,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-DB_NAME = "convergence_bench"
+# One database per benchmark process, so two benchmarks at once never drop each other's.
+DB_NAME = f"convergence_bench_{os.getpid()}"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 RESULT_PREFIX = "RESULT "
@@ -44,7 +45,7 @@ def _exit_on_sigterm() -> None:
 @contextmanager
 def bench_environment(name: str) -> Iterator[dict[str, str]]:
     """Everything a benchmark needs, private to this run, removed afterwards: a tempdir (VAR_DIR,
-    warehouse file, configs copy), the ``convergence_bench`` database (created, then dropped), a
+    warehouse file, configs copy), a ``convergence_bench_{pid}`` database (created, then dropped), a
     private Celery queue on Redis DB 14 (purged). Sets the environment before Django is imported;
     yields the variables so a server subprocess can be given the same ones."""
     _exit_on_sigterm()

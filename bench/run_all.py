@@ -14,7 +14,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULT_PREFIX = "RESULT "
-BENCHMARKS = ("pipeline_overhead", "trigger_throughput")
+BENCHMARKS = ("pipeline_overhead", "trigger_throughput", "focus_normalize", "tick_throughput", "tick_scaling")
 
 
 def run(name: str) -> tuple[int, list[str], float]:

@@ -1,20 +1,26 @@
-"""Django admin for runs (list, detail with step logs and DQ results, retry and cancel actions) and
-schedules (next five run times, enable and disable actions)."""
+"""Django admin for runs (list, detail with step logs and DQ results, retry and cancel actions),
+schedules (next five run times, enable, disable and "run now" actions) and the scheduler's operations
+view (``admin/pipelines/schedule/operations/``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
-from pipelines import services
+from pipelines import scheduler, services
 from pipelines.cron import CronError, next_runs, parse_cron, validate_timezone
-from pipelines.models import DQResult, PipelineRun, Schedule, StepLog
+from pipelines.loader import PipelineConfigError, PipelineNotFound
+from pipelines.models import DQResult, PipelineRun, RunStatus, Schedule, StepLog
+from pipelines.spec import ParameterError
 from tenants.admin import staff_actor
 
 
@@ -154,7 +160,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "timezone", "pipeline")
     search_fields = ("=id", "tenant__tenant_id", "pipeline")
     list_select_related = ("tenant",)
-    actions = ["enable_schedules", "disable_schedules"]
+    actions = ["enable_schedules", "disable_schedules", "run_now"]
     readonly_fields = (
         "id",
         "tenant",
@@ -203,3 +209,116 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected schedules", permissions=["view"])
     def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Run now (one extra run, counted against the quota)", permissions=["view"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        started = 0
+        refused: list[str] = []
+        for schedule in queryset.select_related("tenant"):
+            try:
+                scheduler.schedule_run_now(schedule=schedule, actor=staff_actor(request))
+                started += 1
+            except services.AdmissionRefused as exc:
+                refused.append(f"{schedule.tenant_id} {schedule.pipeline}: {exc.message}")
+            except (PipelineNotFound, PipelineConfigError, ParameterError, CronError):
+                refused.append(f"{schedule.tenant_id} {schedule.pipeline}: the schedule no longer validates")
+        self.message_user(
+            request, f"Queued {started} run(s); they start as concurrency allows.", level=messages.SUCCESS
+        )
+        if refused:
+            self.message_user(request, "Not started: " + "; ".join(refused), level=messages.WARNING)
+
+    def get_urls(self) -> list[URLPattern]:
+        operations = path(
+            "operations/",
+            self.admin_site.admin_view(self.operations_view),
+            name="pipelines_schedule_operations",
+        )
+        return [operations, *super().get_urls()]
+
+    def operations_view(self, request: HttpRequest) -> HttpResponse:
+        """Scheduler health at a glance, with a server-rendered chart (inline SVG, no scripts)."""
+        overview = scheduler.operations_overview()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Scheduler operations",
+            "overview": overview,
+            "oldest_queued": _age(overview.oldest_queued_age_s),
+            "mirror_lag": "n/a" if overview.mirror_lag_s is None else _age(overview.mirror_lag_s),
+            "chart": runs_chart(overview.days),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/pipelines/operations.html", context)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+#: Chart colours per status, in stacking order (bottom first).
+CHART_STATUSES = (
+    (RunStatus.COMPLETED, "#2e7d32"),
+    (RunStatus.FAILED, "#c62828"),
+    (RunStatus.SKIPPED, "#f9a825"),
+    (RunStatus.CANCELLED, "#757575"),
+    (RunStatus.RUNNING, "#1565c0"),
+    (RunStatus.PENDING, "#64b5f6"),
+    (RunStatus.QUEUED, "#b39ddb"),
+)
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    x: int
+    label: str
+    total: int
+    segments: list[tuple[int, int, str, str]]  # (y, height, colour, tooltip)
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    plot_height: int
+    bar_width: int
+    maximum: int
+    bars: list[ChartBar]
+    legend: list[tuple[str, str]]
+
+
+def runs_chart(days: list[scheduler.DayCounts], *, plot_height: int = 160, bar_width: int = 28) -> Chart:
+    """Stacked bars (one per day, one segment per status) laid out in SVG user units."""
+    maximum = max((day.total for day in days), default=0) or 1
+    gap = 10
+    bars = []
+    for index, day in enumerate(days):
+        y = plot_height
+        segments = []
+        for status, colour in CHART_STATUSES:
+            count = day.counts.get(status, 0)
+            if not count:
+                continue
+            height = max(round(plot_height * count / maximum), 1)
+            y -= height
+            segments.append((y, height, colour, f"{day.day:%Y-%m-%d} {status}: {count}"))
+        bars.append(
+            ChartBar(
+                x=40 + index * (bar_width + gap), label=f"{day.day:%m-%d}", total=day.total, segments=segments
+            )
+        )
+    width = 40 + len(days) * (bar_width + gap)
+    return Chart(
+        width=width,
+        height=plot_height + 40,
+        plot_height=plot_height,
+        bar_width=bar_width,
+        maximum=maximum,
+        bars=bars,
+        legend=[(str(status), colour) for status, colour in CHART_STATUSES],
+    )

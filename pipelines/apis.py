@@ -1,4 +1,5 @@
-"""Tenant run endpoints (catalog, trigger, list, detail, cancel) and schedule endpoints."""
+"""Tenant run endpoints (catalog, trigger, list, detail, cancel), schedule endpoints, and the admin
+scheduler endpoints (tick, dispatch, quota reset) that call the same services as the beat tasks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +23,7 @@ from convergence.api.errors import (
 from convergence.api.pagination import PageNumberPagination
 from convergence.api.schema import error_responses, paginated_response
 from convergence.api.serializers import StrictInputSerializer, validated_data
-from pipelines import selectors, services
+from pipelines import scheduler, selectors, services
 from pipelines.catalog import catalog_entries
 from pipelines.loader import PipelineConfigError, PipelineNotFound
 from pipelines.models import RunStatus
@@ -36,7 +37,7 @@ from pipelines.serializers import (
     schedule_representation,
 )
 from pipelines.spec import ParameterError
-from tenants.authentication import TenantApi
+from tenants.authentication import AdminApi, TenantApi
 
 
 class CatalogApi(TenantApi):
@@ -272,3 +273,61 @@ class ScheduleDetailApi(TenantApi):
         schedule = _schedule_or_404(self, request, schedule_id)
         services.schedule_delete(schedule=schedule, actor=self.actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- scheduler (X-Admin-Key) -----------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="SchedulerInput")
+class SchedulerInputSerializer(StrictInputSerializer):
+    """No fields: an empty body or ``{}``; any key is a 400."""
+
+
+class SchedulerTriggerApi(AdminApi):
+    @extend_schema_serializer(component_name="SchedulerTriggerResult")
+    class OutputSerializer(serializers.Serializer):
+        queued = serializers.IntegerField()
+        skipped = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="scheduler_trigger",
+        request=SchedulerInputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401)},
+    )
+    def post(self, request: Request) -> Response:
+        validated_data(SchedulerInputSerializer, request.data)
+        result = scheduler.schedules_tick()
+        return Response({"queued": result.queued, "skipped": result.skipped})
+
+
+class SchedulerProcessQueueApi(AdminApi):
+    @extend_schema_serializer(component_name="SchedulerProcessQueueResult")
+    class OutputSerializer(serializers.Serializer):
+        dispatched = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="scheduler_process_queue",
+        request=SchedulerInputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401)},
+    )
+    def post(self, request: Request) -> Response:
+        validated_data(SchedulerInputSerializer, request.data)
+        return Response({"dispatched": scheduler.queue_dispatch()})
+
+
+class SchedulerResetQuotasApi(AdminApi):
+    @extend_schema_serializer(component_name="SchedulerResetQuotasResult")
+    class OutputSerializer(serializers.Serializer):
+        tenants_reset = serializers.IntegerField()
+        records_cleaned = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="scheduler_reset_daily_quotas",
+        request=SchedulerInputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401)},
+    )
+    def post(self, request: Request) -> Response:
+        validated_data(SchedulerInputSerializer, request.data)
+        reset = scheduler.quotas_reset()
+        cleaned = scheduler.runs_purge_expired()
+        return Response({"tenants_reset": reset.tenants_reset, "records_cleaned": cleaned})

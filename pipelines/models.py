@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class RunStatus(models.TextChoices):
@@ -51,6 +51,17 @@ class PipelineRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last hand-over to the broker; the reaper re-sends stale PENDING runs.",
+    )
+    schedule = models.ForeignKey(
+        "pipelines.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="The schedule's fire time this run stands for (scheduled runs)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -58,11 +69,25 @@ class PipelineRun(models.Model):
             models.Index(fields=["tenant", "-created_at"], name="run_tenant_created_idx"),
             models.Index(fields=["tenant", "status"], name="run_tenant_status_idx"),
             models.Index(fields=["status", "created_at"], name="run_status_created_idx"),
+            # The dispatcher's scan: a tenant's waiting runs, highest priority then oldest first.
+            models.Index(
+                F("tenant"),
+                F("priority").desc(),
+                F("created_at"),
+                name="run_queued_idx",
+                condition=Q(status="QUEUED"),
+            ),
+            # The reaper's scan: running runs by heartbeat age.
+            models.Index(
+                fields=["heartbeat_at"], name="run_running_heartbeat_idx", condition=Q(status="RUNNING")
+            ),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=[choice.value for choice in RunStatus]), name="run_status_valid"
             ),
+            # One run per schedule fire time, whoever ticks (nulls are distinct: manual runs are free).
+            models.UniqueConstraint(fields=["schedule", "scheduled_for"], name="run_schedule_slot_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -166,3 +191,19 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.pipeline} ({self.cron})"
+
+
+class SchedulerState(models.Model):
+    """When each scheduler job (``tick``, ``dispatch``, ``reap``, ``quota_reset``, ``retention``) last
+    finished and what it did; read by the operations view. One row per job, upserted."""
+
+    job = models.CharField(max_length=32, primary_key=True)
+    last_run_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "scheduler state"
+        verbose_name_plural = "scheduler state"
+
+    def __str__(self) -> str:
+        return f"{self.job} at {self.last_run_at:%Y-%m-%d %H:%M:%S}"

@@ -147,6 +147,7 @@ def run_create(
             user_id=actor.user_id,
             priority=plan.priority,
             max_attempts=settings.RUN_MAX_ATTEMPTS,
+            enqueued_at=now if enqueue else None,
         )
         audit_record(
             actor=actor,
@@ -173,23 +174,33 @@ def run_create(
 
 _ADMIT_SQL = """
 UPDATE tenants_tenantusage SET
-    runs_today = CASE WHEN day = %(today)s THEN runs_today + 1 ELSE 1 END,
+    runs_today = CASE WHEN day = %(today)s THEN runs_today + %(runs)s ELSE %(runs)s END,
     day = %(today)s,
-    runs_this_period = CASE WHEN period_start >= %(period)s THEN runs_this_period + 1 ELSE 1 END,
+    runs_this_period = CASE WHEN period_start >= %(period)s
+        THEN runs_this_period + %(runs)s ELSE %(runs)s END,
     period_start = CASE WHEN period_start >= %(period)s THEN period_start ELSE %(period)s END,
-    running = running + 1,
+    running = running + %(slots)s,
     updated_at = %(now)s
 WHERE tenant_id = %(tenant_id)s
-    AND (day <> %(today)s OR runs_today < %(daily)s)
-    AND (period_start < %(period)s OR runs_this_period < %(monthly)s)
-    AND running < %(concurrent)s
+    AND (%(runs)s = 0
+        OR (CASE WHEN day = %(today)s THEN runs_today ELSE 0 END) + %(runs)s <= %(daily)s)
+    AND (%(runs)s = 0
+        OR (CASE WHEN period_start >= %(period)s THEN runs_this_period ELSE 0 END) + %(runs)s <= %(monthly)s)
+    AND (%(slots)s = 0 OR running + %(slots)s <= %(concurrent)s)
 RETURNING runs_today, runs_this_period, running
 """
 
 
-def _admit(*, tenant: Tenant, subscription: Subscription, now: dt.datetime) -> TenantUsage:
-    """Take one run from the day, period and concurrency allowances in a single conditional UPDATE;
+def _admit(
+    *, tenant: Tenant, subscription: Subscription, now: dt.datetime, runs: int = 1, slots: int = 1
+) -> TenantUsage:
+    """Take ``runs`` runs from the day and period allowances and ``slots`` concurrency slots, all or
+    nothing, in a single conditional UPDATE (which also rolls a past day or period over to zero);
     returns the updated row, or raises ``AdmissionRefused`` naming the limit that was reached.
+
+    A manual trigger takes one of each; the scheduler tick takes runs without slots (its runs wait
+    QUEUED), and the dispatcher takes slots without runs. With ``runs=0`` the day and period limits
+    are not checked and with ``slots=0`` the concurrency limit is not.
 
     Written as SQL (UPDATE ... RETURNING, on PostgreSQL and SQLite alike) because this is the hot
     path of every trigger: the ORM's expression compilation cost more than the statement itself."""
@@ -205,6 +216,8 @@ def _admit(*, tenant: Tenant, subscription: Subscription, now: dt.datetime) -> T
                 "period": ops.adapt_datetimefield_value(period),
                 "now": ops.adapt_datetimefield_value(now),
                 "tenant_id": tenant.tenant_id,
+                "runs": runs,
+                "slots": slots,
                 "daily": plan.daily_limit,
                 "monthly": plan.monthly_limit,
                 "concurrent": plan.concurrent_limit,
@@ -219,14 +232,14 @@ def _admit(*, tenant: Tenant, subscription: Subscription, now: dt.datetime) -> T
     usage = TenantUsage.objects.get(tenant=tenant)
     runs_today = usage.runs_today if usage.day == today else 0
     runs_this_period = usage.runs_this_period if usage.period_start >= period else 0
-    if runs_today >= plan.daily_limit:
+    if runs and runs_today + runs > plan.daily_limit:
         midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         raise AdmissionRefused(
             "daily_quota_exceeded",
             f"Daily pipeline quota of {plan.daily_limit} reached",
             retry_after=_seconds_until(midnight, now),
         )
-    if runs_this_period >= plan.monthly_limit:
+    if runs and runs_this_period + runs > plan.monthly_limit:
         raise AdmissionRefused(
             "monthly_quota_exceeded",
             f"Billing-period pipeline quota of {plan.monthly_limit} reached",
@@ -241,9 +254,22 @@ def _admit(*, tenant: Tenant, subscription: Subscription, now: dt.datetime) -> T
     )
 
 
-def _release_slot(*, tenant_id: str) -> None:
-    """A run left PENDING/RUNNING: give its concurrency slot back (same transaction as the change)."""
+def slot_release(*, tenant_id: str) -> None:
+    """A run left PENDING/RUNNING: give its concurrency slot back (same transaction as the change),
+    and once that commits let the dispatcher hand the slot to the tenant's next QUEUED run."""
     TenantUsage.objects.filter(tenant_id=tenant_id, running__gt=0).update(running=F("running") - 1)
+    transaction.on_commit(lambda: _dispatch_after_release(tenant_id=tenant_id))
+
+
+def _dispatch_after_release(*, tenant_id: str) -> None:
+    """Best effort: a failure here must not fail the finish or cancel that freed the slot; the beat
+    dispatcher picks the queued runs up on its next pass."""
+    from pipelines.scheduler import queue_dispatch
+
+    try:
+        queue_dispatch(tenant_id=tenant_id)
+    except Exception:
+        logger.exception("dispatch after a run released its slot failed for tenant %s", tenant_id)
 
 
 def usage_recount(*, tenant_id: str) -> int:
@@ -265,6 +291,9 @@ def run_enqueue(*, run_id: str) -> None:
 # --- execution -------------------------------------------------------------------------------------
 
 
+WORKER_LOST_ERROR = "worker_lost: the run's worker stopped responding and it used all its attempts"
+
+
 @dataclass(frozen=True)
 class Claim:
     run_id: str
@@ -275,7 +304,11 @@ class Claim:
 def run_claim(*, run_id: str, now: dt.datetime | None = None) -> Claim | None:
     """Take the run for this worker: PENDING, or RUNNING with an expired lease (its worker died),
     becomes RUNNING with ``attempt + 1``. Returns the claim, or None if someone else holds the run,
-    it is finished, or it has used up its attempts (then it is marked FAILED)."""
+    it is finished, or it has used up its attempts (then it is marked FAILED).
+
+    ``attempt`` counts claims: the reaper (``pipelines.scheduler.runs_reap``) puts an expired run back
+    to PENDING without touching it, so a run re-claimed here or after the reaper gets the same
+    ``attempt + 1``, and both stop at ``max_attempts`` with the same ``worker_lost`` failure."""
     now = now or timezone.now()
     stale = now - dt.timedelta(seconds=settings.RUN_LEASE_S)
     claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
@@ -287,12 +320,10 @@ def run_claim(*, run_id: str, now: dt.datetime | None = None) -> Claim | None:
             attempt, tenant_id = PipelineRun.objects.values_list("attempt", "tenant_id").get(pk=run_id)
             return Claim(run_id=run_id, attempt=attempt, tenant_id=tenant_id)
         exhausted = PipelineRun.objects.filter(claimable, pk=run_id, attempt__gte=F("max_attempts")).update(
-            status=RunStatus.FAILED,
-            finished_at=now,
-            error="worker_lost: the run's worker stopped responding and it used all its attempts",
+            status=RunStatus.FAILED, finished_at=now, error=WORKER_LOST_ERROR
         )
         if exhausted:
-            _release_slot(tenant_id=PipelineRun.objects.values_list("tenant_id", flat=True).get(pk=run_id))
+            slot_release(tenant_id=PipelineRun.objects.values_list("tenant_id", flat=True).get(pk=run_id))
     return None
 
 
@@ -323,7 +354,7 @@ def run_finish(
             heartbeat_at=now,
         )
         if finished:
-            _release_slot(tenant_id=claim.tenant_id)
+            slot_release(tenant_id=claim.tenant_id)
     return bool(finished)
 
 
@@ -477,7 +508,7 @@ def run_cancel(*, run: PipelineRun, actor: Actor) -> PipelineRun:
     with transaction.atomic():
         active = PipelineRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(**changes)
         if active:
-            _release_slot(tenant_id=run.tenant_id)
+            slot_release(tenant_id=run.tenant_id)
         waiting = (
             0 if active else PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(**changes)
         )

@@ -35,4 +35,9 @@ urlpatterns = [
         apis.ScheduleDetailApi.as_view(),
         name="pipelines-schedule-detail",
     ),
+    path("scheduler/trigger", apis.SchedulerTriggerApi.as_view(), name="scheduler-trigger"),
+    path("scheduler/process-queue", apis.SchedulerProcessQueueApi.as_view(), name="scheduler-process-queue"),
+    path(
+        "scheduler/reset-daily-quotas", apis.SchedulerResetQuotasApi.as_view(), name="scheduler-reset-quotas"
+    ),
 ]

@@ -23,12 +23,19 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.models import BillingSource
 from pipelines.models import PipelineRun, RunStatus, Schedule
 from tenants import keys
 from tenants.actors import Actor
 from tenants.authentication import ADMIN_AUTH_HEADER, TENANT_AUTH_HEADER, AdminApi, TenantApi
 from tenants.models import TenantApiKey
-from tenants.services import admin_key_create, admin_key_revoke, api_key_create, api_key_revoke
+from tenants.services import (
+    admin_key_create,
+    admin_key_revoke,
+    api_key_create,
+    api_key_revoke,
+    credential_create,
+)
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +59,8 @@ class Route:
     cross_tenant_methods: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     # The right-key request runs a real pipeline: the test pipelines (tests/pipeline_fixtures.py).
     needs_pipeline: bool = False
+    # Query string of the right-key request, for GET routes whose parameters are required.
+    query: str = ""
 
 
 EXPECTED_ROUTES: dict[str, Route] = {
@@ -63,7 +72,26 @@ EXPECTED_ROUTES: dict[str, Route] = {
     "api/v1/admin/api-keys": Route(ADMIN, {"GET": None, "POST": {"tenant_id": "acme", "description": "ci"}}),
     "api/v1/admin/api-keys/<str:key_hash>": Route(ADMIN, {"DELETE": None}),
     "api/v1/tenants/<str:tenant_id>": Route(TENANT, {"GET": None}),
+    "api/v1/tenants/<str:tenant_id>/credentials": Route(
+        TENANT,
+        {
+            "GET": None,
+            "POST": {
+                "provider": "aws",
+                "name": "ci",
+                "secret": {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "c2VjcmV0"},
+            },
+        },
+    ),
+    "api/v1/tenants/<str:tenant_id>/credentials/<str:credential_id>": Route(TENANT, {"DELETE": None}),
+    "api/v1/tenants/<str:tenant_id>/sources": Route(TENANT, {"GET": None}),
+    "api/v1/tenants/<str:tenant_id>/sources/<str:provider>": Route(
+        TENANT, {"PUT": {"location": "acme-billing.billing_export.gcp_billing_export_v1"}, "DELETE": None}
+    ),
     "api/v1/pipelines/catalog": Route(TENANT, {"GET": None}, cross_tenant=(200, None)),
+    "api/v1/tenants/<str:tenant_id>/costs": Route(
+        TENANT, {"GET": None}, query="start=2025-11-01&end=2025-11-30&group_by=provider"
+    ),
     "api/v1/pipelines/run/<str:tenant_id>/<segment:provider>/<segment:domain>/<segment:pipeline>": Route(
         TENANT, {"POST": {"date": "2025-11-19"}}, needs_pipeline=True
     ),
@@ -95,6 +123,9 @@ EXPECTED_ROUTES: dict[str, Route] = {
         cross_tenant=(404, "not_found"),
         needs_pipeline=True,
     ),
+    "api/v1/scheduler/trigger": Route(ADMIN, {"POST": None}),
+    "api/v1/scheduler/process-queue": Route(ADMIN, {"POST": None}),
+    "api/v1/scheduler/reset-daily-quotas": Route(ADMIN, {"POST": None}),
 }
 
 
@@ -111,6 +142,7 @@ class World:
     revoked_admin_key: str
     run_id: str  # a PENDING run of acme
     schedule_id: str  # an enabled schedule of acme
+    credential_id: str  # an AWS credential of acme no source uses (acme also has a gcp source)
 
 
 PATH_VALUES: dict[str, Callable[[World], str]] = {
@@ -118,6 +150,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "key_hash": lambda world: world.key_hash,
     "run_id": lambda world: world.run_id,
     "schedule_id": lambda world: world.schedule_id,
+    "credential_id": lambda world: world.credential_id,
     "provider": lambda world: "gcp",
     "domain": lambda world: "cost",
     "pipeline": lambda world: "billing",
@@ -340,6 +373,16 @@ def world(make_tenant: Any) -> World:
         parameters={"date": "yesterday"},
         next_run_at=now + dt.timedelta(hours=1),
     )
+    credential = credential_create(
+        tenant=acme,
+        actor=actor,
+        provider="aws",
+        name="unused",
+        secret={"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "c2VjcmV0"},
+    )
+    BillingSource.objects.create(
+        tenant=acme, provider="gcp", location="acme-billing.billing_export.export_v1"
+    )
     return World(
         key=key,
         key_hash=keys.hash_key(key),
@@ -350,6 +393,7 @@ def world(make_tenant: Any) -> World:
         revoked_admin_key=revoked_admin_key,
         run_id=str(run.pk),
         schedule_id=str(schedule.pk),
+        credential_id=str(credential.pk),
     )
 
 
@@ -357,7 +401,7 @@ def _snapshot(exclude_tenant: str | None = None) -> dict[str, list[tuple[Any, ..
     """Every row of every tenants and pipelines model (``TenantApiKey.last_used_at`` aside: a valid
     key on the wrong path is still a used key), optionally without the rows of ``exclude_tenant``."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
-    for app_label in ("tenants", "pipelines"):
+    for app_label in ("tenants", "pipelines", "billing"):
         for model in apps.get_app_config(app_label).get_models():
             columns = [
                 field.attname
@@ -382,6 +426,8 @@ def _path(endpoint: Endpoint, world: World, overrides: dict[str, str] | None = N
 
 def _send(endpoint: Endpoint, path: str, credentials: dict[str, str]) -> Any:
     body = EXPECTED_ROUTES[endpoint.route].bodies[endpoint.method]
+    if EXPECTED_ROUTES[endpoint.route].query:
+        path += ("&" if "?" in path else "?") + EXPECTED_ROUTES[endpoint.route].query
     return APIClient().generic(
         endpoint.method,
         path,
