@@ -36,7 +36,9 @@ def source_upsert(
                 {"credential_id": [f"Credential {credential_id} is a {credential.provider} credential"]}
             )
     elif scheme_needs_credential(scheme):
-        raise InvalidSource({"credential_id": [f"A {scheme}:// source needs a {provider} credential"]})
+        raise InvalidSource(
+            {"credential_id": [f"An {scheme}:// source needs a credential of provider {provider}"]}
+        )
     source, created = BillingSource.objects.update_or_create(
         tenant=tenant, provider=provider, defaults={"location": location, "credential": credential}
     )

@@ -147,11 +147,13 @@ class SubscriptionStatusFilter(admin.SimpleListFilter):
 
 
 def tenant_cost_context(*, tenant: Tenant) -> dict[str, Any]:
-    """The tenant page's cost section: daily BilledCost per provider for the last 30 days (one warehouse
-    query; a warehouse failure becomes a note, never a broken page) and each provider's latest DQ state."""
+    """The tenant page's cost section: daily BilledCost per provider for the last 30 complete UTC days,
+    ending yesterday as the exports do (one warehouse query; a warehouse failure becomes a note, never a
+    broken page) and each provider's latest DQ state."""
     context: dict[str, Any] = {"cost_chart": None, "cost_chart_error": "", "cost_chart_days": CHART_DAYS}
+    yesterday = timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1)
     try:
-        daily = daily_provider_costs(tenant=tenant, today=timezone.now().astimezone(dt.UTC).date())
+        daily = daily_provider_costs(tenant=tenant, today=yesterday)
     except WarehouseError:
         context["cost_chart_error"] = "Cost data is unavailable: the warehouse could not be queried."
     else:

@@ -59,3 +59,6 @@ def test_docs_page_is_served() -> None:
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+    # The UI's assets come from this server (drf-spectacular-sidecar), never a CDN: it works offline.
+    assert b"cdn.jsdelivr.net" not in response.content
+    assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in response.content

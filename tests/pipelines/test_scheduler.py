@@ -569,3 +569,14 @@ def test_operations_view_shows_the_mirror_lag_from_the_mirror_module(acme, staff
     assert abs(lag - mirror_lag_seconds()) < 60
     response = staff_client.get("/admin/pipelines/schedule/operations/")
     assert '<td id="ops-mirror-lag">n/a</td>' not in response.content.decode()
+
+
+@pytest.mark.parametrize("changelist", ["/admin/pipelines/schedule/", "/admin/pipelines/pipelinerun/"])
+def test_schedule_and_run_lists_link_to_the_operations_view(staff_client, changelist) -> None:
+    response = staff_client.get(changelist)
+
+    assert response.status_code == 200
+    assert (
+        '<a href="/admin/pipelines/schedule/operations/">Scheduler operations</a>'
+        in response.content.decode()
+    )

@@ -91,10 +91,11 @@ def test_page_shows_daily_cost_per_provider_and_dq_state(staff_client: Client, m
             focus_row("gcp", today, "0.25", "0.25", service="BigQuery", sub_account="p", region="EU"),
             focus_row("aws", yesterday, "7.000000001", "7", service="EC2", sub_account="1", region="x"),
             focus_row("azure", yesterday, "30", "30", service="VM", sub_account="s", region="y"),
-            # 30 days back from today is outside the chart (it covers today and the 29 days before).
+            # 30 days back from yesterday is outside the chart (it covers the 30 complete days ending
+            # yesterday), and so is today's partial day.
             focus_row(
                 "azure",
-                today - dt.timedelta(days=30),
+                yesterday - dt.timedelta(days=30),
                 "999",
                 "999",
                 service="VM",
@@ -111,12 +112,12 @@ def test_page_shows_daily_cost_per_provider_and_dq_state(staff_client: Client, m
 
     page = _page(staff_client, "acme")
 
-    assert "Cost, last 30 days" in page
+    assert "Cost, last 30 complete days" in page
     assert f"<title>{yesterday:%Y-%m-%d}: 49.500000001</title>" in page
     assert f"<title>{yesterday:%Y-%m-%d} aws: 7.000000001</title>" in page
-    assert f"<title>{today:%Y-%m-%d} gcp: 0.25</title>" in page
-    assert f"{today - dt.timedelta(days=30):%Y-%m-%d}" not in page
-    assert "gcp: 12.75</li>" in page
+    assert f"{today:%Y-%m-%d} gcp" not in page
+    assert f"{yesterday - dt.timedelta(days=30):%Y-%m-%d}" not in page
+    assert "gcp: 12.5</li>" in page
     assert "aws: 7.000000001</li>" in page
     assert "azure: 30</li>" in page
     assert page.count('class="cost-bar"') == 30
@@ -248,5 +249,5 @@ def test_warehouse_failure_leaves_a_note_not_a_broken_page(
 def test_tenant_without_cost_data_says_so(staff_client: Client, make_tenant: Any) -> None:
     make_tenant("acme")
     page = _page(staff_client, "acme")
-    assert "No cost data in the last 30 days." in page
+    assert "No cost data in the last 30 complete days." in page
     assert 'class="cost-bar"' not in page
