@@ -5,9 +5,11 @@ daily quota reset and the retention cleanup; plus the read side of the operation
 Every function takes ``now`` (a settable clock: tests and catch-up drills pass it; the default is the
 wall clock) and is safe to run in several processes at once: work is claimed with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` (ignored on SQLite, which ``make run`` uses single-process), every
-state change is a conditional UPDATE, and quota is taken by the single-statement admission in
-``pipelines.services``. Beat tasks (``pipelines/tasks.py``), the scheduler endpoints and the management
-commands all call these functions."""
+state change is a conditional UPDATE, and quota is taken by single conditional statements: the
+admission in ``pipelines.services`` (manual triggers, the dispatcher's slots) and, for a tick's batch,
+the same rules applied per tenant inside the tick's write statement. Beat tasks
+(``pipelines/tasks.py``), the scheduler endpoints and the management commands all call these
+functions."""
 
 from __future__ import annotations
 
@@ -48,8 +50,14 @@ from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
 
-#: Reasons recorded on SKIPPED scheduled runs (``error`` reads ``"<reason>: <message>"``).
-SKIP_REASONS = ("daily_quota_exceeded", "monthly_quota_exceeded", "subscription_inactive")
+#: Reasons recorded on SKIPPED scheduled runs (``error`` reads ``"<reason>: <message>"``);
+#: ``quota_unavailable`` only if a tenant lost its usage row (never made so by the application).
+SKIP_REASONS = (
+    "daily_quota_exceeded",
+    "monthly_quota_exceeded",
+    "subscription_inactive",
+    "quota_unavailable",
+)
 DISPATCH_BATCH = 100
 
 
