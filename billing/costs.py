@@ -47,9 +47,10 @@ GROUP_COLUMNS: dict[str, str] = {
     "region": "f.RegionId",
     "charge_category": "f.ChargeCategory",
 }
-# The tag value of the row's tag named @tag_key (NULL for rows without that tag).
-TAG_COLUMN = "t.value"
-TAG_JOIN = "LEFT JOIN UNNEST(f.x_TagList) AS t ON t.key = @tag_key"
+# The tag value of the row's tag named @tag_key (NULL for rows without that tag). A scalar subquery, not a
+# join: a row whose tag list repeats the key must still count once (the least value names its group),
+# otherwise grouping by a tag would add the row's cost once per repetition.
+TAG_COLUMN = "(SELECT MIN(t.value) FROM UNNEST(f.x_TagList) AS t WHERE t.key = @tag_key)"
 PERIOD_COLUMNS: dict[Granularity, str] = {
     Granularity.DAY: "f.x_ChargeDate",
     Granularity.MONTH: "DATE_TRUNC(f.x_ChargeDate, MONTH)",
@@ -156,22 +157,24 @@ def cost_query_sql(*, table: TableRef, group_by: GroupBy, granularity: Granulari
     """The BigQuery Standard SQL of a cost query over ``table``: sums of BilledCost and EffectiveCost per
     (period, group key, currency) for ``x_ChargeDate`` in ``@start``..``@end`` (inclusive), optionally
     restricted to ``@currency`` (when ``@currency`` is not NULL). Uses ``@tag_key`` for tag grouping.
-    Only whitelisted expressions and the table name are in the text."""
+    Each cost row is counted exactly once whatever the grouping. Only whitelisted expressions and the
+    table name are in the text."""
     if group_by.dimension is None:
         key_column = "CAST(NULL AS STRING)"
     elif group_by.dimension == "tag":
         key_column = TAG_COLUMN
     else:
         key_column = GROUP_COLUMNS[group_by.dimension]
-    join = f"\n{TAG_JOIN}" if group_by.dimension == "tag" else ""
+    # The keys are computed per row in an inner query, so the grouping never holds a subquery.
     return (
-        f"SELECT {PERIOD_COLUMNS[granularity]} AS period, {key_column} AS group_key,\n"
-        "  f.BillingCurrency AS currency,\n"
-        "  SUM(f.BilledCost) AS billed_cost, SUM(f.EffectiveCost) AS effective_cost\n"
-        f"FROM `{table.dataset}.{table.table}` AS f{join}\n"
-        "WHERE f.x_ChargeDate BETWEEN @start AND @end\n"
-        "  AND (@currency IS NULL OR f.BillingCurrency = @currency)\n"
-        "GROUP BY period, group_key, currency"
+        "SELECT c.period, c.group_key, c.currency,\n"
+        "  SUM(c.billed) AS billed_cost, SUM(c.effective) AS effective_cost\n"
+        f"FROM (SELECT {PERIOD_COLUMNS[granularity]} AS period, {key_column} AS group_key,\n"
+        "    f.BillingCurrency AS currency, f.BilledCost AS billed, f.EffectiveCost AS effective\n"
+        f"  FROM `{table.dataset}.{table.table}` AS f\n"
+        "  WHERE f.x_ChargeDate BETWEEN @start AND @end\n"
+        "    AND (@currency IS NULL OR f.BillingCurrency = @currency)) AS c\n"
+        "GROUP BY c.period, c.group_key, c.currency"
     )
 
 

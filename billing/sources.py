@@ -63,8 +63,14 @@ _BQ_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,1023}\Z")
 _AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}\Z")
 _TOKEN = re.compile(r"[!-~]{1,4096}\Z")  # printable ASCII, no spaces: key ids, keys, tokens
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Schemas every warehouse has that are not tenant data but must not be readable through a source either.
-_SYSTEM_DATASETS = frozenset({"information_schema", "main", "pg_catalog", "temp", "system"})
+# Schemas every warehouse has that are not tenant data but must not be readable through a source either
+# (``_convergence_meta`` is the DuckDB adapter's own catalog of every tenant's tables).
+_SYSTEM_DATASETS = frozenset(
+    {"information_schema", "main", "pg_catalog", "temp", "system", "_convergence_meta"}
+)
+# Dataset suffixes of every environment: a warehouse project shared by staging and production must not let
+# a tenant of one read a tenant dataset of the other.
+_ENV_SUFFIXES = ("local", "stage", "prod")
 _GCP_TOKEN_URIS = frozenset(
     {"https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"}
 )
@@ -246,12 +252,14 @@ def azure_location(location: str) -> ObjectLocation:
 
 def _own_dataset(dataset: str) -> bool:
     """True for datasets Convergence itself owns: the central dataset, any tenant's dataset (present or
-    future: anything shaped ``{tenant_id}_{env}``) and the warehouses' system schemas. On DuckDB the
+    future: anything shaped ``{tenant_id}_{env}``, for every env, since environments may share a
+    project) and the warehouses' system and adapter schemas. On DuckDB the
     project part is ignored, so these are refused whatever project a location names."""
     lowered = dataset.lower()
     if lowered == settings.CENTRAL_DATASET.lower() or lowered in _SYSTEM_DATASETS:
         return True
-    if re.fullmatch(rf"[a-z][a-z0-9_]{{2,49}}_{re.escape(settings.ENV_SUFFIX)}", lowered):
+    suffixes = "|".join(re.escape(suffix) for suffix in sorted({*_ENV_SUFFIXES, settings.ENV_SUFFIX}))
+    if re.fullmatch(rf"[a-z][a-z0-9_]{{2,49}}_(?:{suffixes})", lowered):
         return True
     return Tenant.objects.filter(dataset_id__iexact=dataset).exists()
 
@@ -438,8 +446,9 @@ def _gcp_secret_errors(secret: dict[str, Any]) -> list[str]:
     if not (isinstance(key, str) and key.startswith("-----BEGIN") and "PRIVATE KEY-----" in key):
         errors.append("private_key must be a PEM private key")
     # google-auth posts a signed token to token_uri: only Google's own token endpoints are acceptable.
+    # (A JSON array or object is unhashable: test the type before the set membership.)
     token_uri = secret.get("token_uri")
-    if token_uri is not None and token_uri not in _GCP_TOKEN_URIS:
+    if token_uri is not None and not (isinstance(token_uri, str) and token_uri in _GCP_TOKEN_URIS):
         errors.append("token_uri must be Google's token endpoint")
     if secret.get("universe_domain", "googleapis.com") != "googleapis.com":
         errors.append("universe_domain must be googleapis.com")
@@ -461,7 +470,11 @@ def secret_validate(*, provider: str, secret: Any) -> bytes:
     other than the provider's own or the configured emulator's."""
     if not isinstance(secret, dict) or not secret:
         raise InvalidSource({"secret": ["must be a non-empty JSON object"]})
-    payload = canonical_secret(secret)
+    try:
+        payload = canonical_secret(secret)
+    except UnicodeEncodeError:
+        # JSON allows an unpaired surrogate escape ("\\ud800"), which has no UTF-8 encoding.
+        raise InvalidSource({"secret": ["must not contain unpaired surrogate characters"]}) from None
     if len(payload) > MAX_SECRET_BYTES:
         raise InvalidSource({"secret": [f"must be at most {MAX_SECRET_BYTES // 1024} KiB as JSON"]})
     check = _SECRET_CHECKS.get(provider)

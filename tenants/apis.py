@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -23,6 +24,7 @@ from convergence.api.errors import Conflict, InvalidRequest, NotFound, ServiceUn
 from convergence.api.pagination import PageNumberPagination
 from convergence.api.schema import PAGE_PARAMETERS, error_responses, paginated_response
 from convergence.api.serializers import StrictInputSerializer, validated_data
+from convergence.kms import KmsError
 from tenants import selectors, services
 from tenants.authentication import MAX_USER_ID_LENGTH, AdminApi, TenantApi
 from tenants.models import (
@@ -41,6 +43,8 @@ from tenants.serializers import (
     credential_representation,
     tenant_representation,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class AdminKeyScheme(OpenApiAuthenticationExtension):
@@ -311,18 +315,24 @@ class CredentialCollectionApi(TenantApi):
 
     @extend_schema(
         operation_id="tenant_credentials_list",
-        parameters=[TENANT_ID_PATH, USER_ID_HEADER],
-        responses={200: CredentialOutputSerializer(many=True), **error_responses(400, 401, 403)},
+        parameters=[TENANT_ID_PATH, *PAGE_PARAMETERS, USER_ID_HEADER],
+        responses={
+            200: paginated_response("PaginatedCredentialList", CredentialOutputSerializer(many=True)),
+            **error_responses(400, 401, 403, 404),
+        },
     )
     def get(self, request: Request, tenant_id: str) -> Response:
-        credentials = selectors.credential_list(tenant=self.tenant(request))
-        return Response([credential_representation(credential) for credential in credentials])
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.credential_list(tenant=self.tenant(request)), request, view=self
+        )
+        return paginator.get_paginated_response([credential_representation(item) for item in page or []])
 
     @extend_schema(
         operation_id="tenant_credentials_create",
         parameters=[TENANT_ID_PATH, USER_ID_HEADER],
         request=InputSerializer,
-        responses={201: CredentialOutputSerializer, **error_responses(400, 401, 403, 409)},
+        responses={201: CredentialOutputSerializer, **error_responses(400, 401, 403, 409, 413, 503)},
     )
     def post(self, request: Request, tenant_id: str) -> Response:
         from billing.sources import InvalidSource
@@ -334,6 +344,10 @@ class CredentialCollectionApi(TenantApi):
             )
         except InvalidSource as exc:
             raise InvalidRequest("Invalid credential", details=exc.errors) from exc
+        except KmsError as exc:
+            # The message of a KMS failure may name keys or endpoints: log it, answer generically.
+            logger.warning("credential encryption failed for tenant %s: %s", tenant_id, type(exc).__name__)
+            raise ServiceUnavailable("The key management service is unavailable; try again later") from exc
         except services.CredentialExistsError as exc:
             raise Conflict(
                 f"A {data['provider']} credential named {data['name']!r} already exists", code="conflict"
@@ -360,7 +374,7 @@ class CredentialDetailApi(TenantApi):
         if credential is None:
             raise NotFound("Credential not found")
         try:
-            services.credential_delete(credential=credential, actor=self.actor(request))
+            deleted = services.credential_delete(credential=credential, actor=self.actor(request))
         except services.CredentialInUseError as exc:
             raise Conflict(
                 f"The credential is used by the {', '.join(exc.providers)} billing source(s); "
@@ -368,4 +382,6 @@ class CredentialDetailApi(TenantApi):
                 code="conflict",
                 details={"sources": exc.providers},
             ) from exc
+        if not deleted:  # a concurrent delete removed it after the lookup
+            raise NotFound("Credential not found")
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -383,10 +383,18 @@ def credential_create(
 
 
 @transaction.atomic
-def credential_delete(*, credential: CloudCredential, actor: Actor) -> None:
-    """Delete a credential. ``CredentialInUseError`` while a billing source references it: the row is
-    locked first, and a source upsert locks the same row, so no source can start using it meanwhile."""
-    locked = CloudCredential.objects.select_for_update().get(pk=credential.pk)
+def credential_delete(*, credential: CloudCredential, actor: Actor) -> bool:
+    """Delete a credential. Returns False (and records nothing) when it is already gone (a concurrent
+    delete won). ``CredentialInUseError`` while a billing source references it: the row is locked first,
+    and a source upsert locks the same row, so no source can start using it meanwhile."""
+    locked = (
+        CloudCredential.objects.select_for_update()
+        .filter(pk=credential.pk, tenant_id=credential.tenant_id)
+        .defer("encrypted_secret")
+        .first()
+    )
+    if locked is None:
+        return False
     providers = sorted(locked.billing_sources.values_list("provider", flat=True))
     if providers:
         raise CredentialInUseError(providers)
@@ -403,3 +411,4 @@ def credential_delete(*, credential: CloudCredential, actor: Actor) -> None:
             "fingerprint": credential.fingerprint,
         },
     )
+    return True

@@ -443,3 +443,20 @@ def test_warehouse_down_is_503_envelope(loaded: Any, settings: Any, tmp_path: An
     assert response.json()["error"]["code"] == "service_unavailable"
     assert str(tmp_path).encode() not in response.content
     assert b"SELECT" not in response.content
+
+
+def test_a_row_repeating_a_tag_key_is_counted_once(acme: Any) -> None:
+    tenant, client = acme
+    repeated = focus_row("gcp", D(2025, 1, 1), "10", "8", service="x", sub_account=None, region=None)
+    repeated["x_TagList"] = [{"key": "env", "value": "prod"}, {"key": "env", "value": "prod"}]
+    conflicting = focus_row("aws", D(2025, 1, 1), "1", "1", service="y", sub_account=None, region=None)
+    conflicting["x_TagList"] = [{"key": "env", "value": "b"}, {"key": "env", "value": "a"}]
+    _load(tenant, [repeated, conflicting])
+
+    response = _get(client, "start=2025-01-01&end=2025-01-01&group_by=tag:env")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    # The same totals as without grouping: a repeated key never multiplies a row's cost.
+    assert (body["total_billed_cost"], body["total_effective_cost"]) == ("11", "9")
+    assert _rows(body) == [(None, "a", "1", "1"), (None, "prod", "10", "8")]

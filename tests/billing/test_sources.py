@@ -244,7 +244,19 @@ def test_invalid_locations_are_refused(acme: Any, provider: str, location: str, 
 
 @pytest.mark.parametrize(
     "dataset",
-    ["tenants", "TENANTS", "acme_local", "globex_local", "not_yet_a_tenant_local", "information_schema"],
+    [
+        "tenants",
+        "TENANTS",
+        "acme_local",
+        "globex_local",
+        "not_yet_a_tenant_local",
+        "information_schema",
+        # The DuckDB adapter's catalog of every tenant's tables.
+        "_convergence_meta",
+        # Another environment's tenant datasets, reachable when environments share a warehouse project.
+        "globex_stage",
+        "globex_prod",
+    ],
 )
 def test_gcp_table_in_one_of_convergences_own_datasets_is_refused(
     acme: Any, make_tenant: Any, dataset: str
@@ -275,7 +287,7 @@ def test_emulator_blob_url_is_accepted_only_when_that_emulator_is_configured(
     ("provider", "location"), [("aws", "s3://acme-cur/cur"), ("azure", "az://costs/acme")]
 )
 def test_object_store_source_without_credential_is_refused(acme: Any, provider: str, location: str) -> None:
-    _assert_invalid(_put(acme, provider, location), "credential_id", "A ")
+    _assert_invalid(_put(acme, provider, location), "credential_id", "An ")
 
 
 def test_another_tenants_credential_reads_like_a_missing_one(acme: Any, make_tenant: Any) -> None:

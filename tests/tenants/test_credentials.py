@@ -105,12 +105,14 @@ def test_list_shows_metadata_of_own_credentials_only(acme: Any, make_tenant: Any
     response = acme.get("/api/v1/tenants/acme/credentials")
 
     assert response.status_code == 200
-    assert [(item["provider"], item["name"]) for item in response.json()] == [
+    body = response.json()
+    assert (body["count"], body["next"], body["previous"]) == (2, None, None)
+    assert [(item["provider"], item["name"]) for item in body["results"]] == [
         ("aws", "main"),
         ("azure", "storage"),
     ]
     assert all(
-        set(item) == {"id", "provider", "name", "fingerprint", "created_at"} for item in response.json()
+        set(item) == {"id", "provider", "name", "fingerprint", "created_at"} for item in body["results"]
     )
     for secret in (AWS_SECRET["secret_access_key"], AZURE_SECRET["account_key"], "theirs"):
         assert secret.encode() not in response.content
@@ -150,6 +152,10 @@ def test_list_shows_metadata_of_own_credentials_only(acme: Any, make_tenant: Any
         ("gcp", {**GCP_SECRET, "type": "external_account"}, 'type must be "service_account"'),
         ("gcp", {**GCP_SECRET, "token_uri": "https://evil.example.com/token"}, "token_uri must be Google's"),
         ("gcp", {k: v for k, v in GCP_SECRET.items() if k != "private_key"}, "private_key must be a PEM"),
+        # JSON arrays/objects where a string is expected (unhashable: once a 500).
+        ("gcp", {**GCP_SECRET, "token_uri": ["https://oauth2.googleapis.com/token"]}, "token_uri must be"),
+        ("gcp", {**GCP_SECRET, "token_uri": {"url": "https://oauth2.googleapis.com/token"}}, "token_uri"),
+        ("gcp", {**GCP_SECRET, "universe_domain": ["googleapis.com"]}, "universe_domain must be"),
         ("aws", [], "must be a non-empty JSON object"),
         ("aws", {}, "must be a non-empty JSON object"),
     ],
@@ -306,3 +312,78 @@ def test_plaintext_is_nowhere_in_the_credentials_table(acme: Any) -> None:
     )
     assert AWS_SECRET["secret_access_key"] not in dumped
     assert len(rows) == 1
+
+
+def test_list_is_paginated_like_every_list(acme: Any) -> None:
+    for index in range(3):
+        _create(acme, name=f"key-{index}", secret={**AWS_SECRET, "secret_access_key": f"s{index}" * 20})
+
+    response = acme.get("/api/v1/tenants/acme/credentials?page_size=2&page=2")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 3
+    assert [item["name"] for item in body["results"]] == ["key-2"]
+    assert body["next"] is None and body["previous"] is not None
+    assert "X-Quota-Daily-Remaining" in response
+
+
+@pytest.mark.parametrize(
+    "raw_secret",
+    [
+        '{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "\\ud800"}',
+        '{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "abc", "\\udfff": 1}',
+    ],
+)
+def test_secret_with_an_unpaired_surrogate_is_400_not_500(acme: Any, raw_secret: str) -> None:
+    body = f'{{"provider": "aws", "name": "x", "secret": {raw_secret}}}'
+
+    response = acme.generic(
+        "POST", "/api/v1/tenants/acme/credentials", body.encode(), content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == {
+        "secret": ["must not contain unpaired surrogate characters"]
+    }
+    assert CloudCredential.objects.count() == 0
+
+
+def test_kms_outage_on_create_is_503_and_stores_nothing(acme: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from convergence.kms import KmsError, get_kms
+
+    def unavailable(*args: Any, **kwargs: Any) -> bytes:
+        raise KmsError("projects/p/locations/l/keyRings/r/cryptoKeys/k: deadline exceeded")
+
+    monkeypatch.setattr(get_kms(), "encrypt", unavailable)
+
+    response = _create(acme)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert b"keyRings" not in response.content
+    assert "X-Quota-Daily-Limit" in response
+    assert CloudCredential.objects.count() == 0
+    assert not AuditLog.objects.filter(action="credential.create").exists()
+
+
+def test_delete_that_loses_a_race_with_another_delete_is_404(
+    acme: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenants import selectors
+
+    credential_id = _create(acme).json()["id"]
+    looked_up = selectors.credential_get
+
+    def lookup_then_concurrent_delete(**kwargs: Any) -> Any:
+        found = looked_up(**kwargs)
+        CloudCredential.objects.filter(pk=credential_id).delete()  # the other request commits first
+        return found
+
+    monkeypatch.setattr(selectors, "credential_get", lookup_then_concurrent_delete)
+
+    response = acme.delete(f"/api/v1/tenants/acme/credentials/{credential_id}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not AuditLog.objects.filter(action="credential.delete").exists()
