@@ -38,6 +38,7 @@ from pipelines.serializers import (
 )
 from pipelines.spec import ParameterError
 from tenants.authentication import AdminApi, TenantApi
+from tenants.services import audit_record
 
 
 class CatalogApi(TenantApi):
@@ -297,7 +298,9 @@ class SchedulerTriggerApi(AdminApi):
     def post(self, request: Request) -> Response:
         validated_data(SchedulerInputSerializer, request.data)
         result = scheduler.schedules_tick()
-        return Response({"queued": result.queued, "skipped": result.skipped})
+        body = {"queued": result.queued, "skipped": result.skipped}
+        audit_record(actor=self.actor(request), action="scheduler.trigger", details=body)
+        return Response(body)
 
 
 class SchedulerProcessQueueApi(AdminApi):
@@ -312,7 +315,9 @@ class SchedulerProcessQueueApi(AdminApi):
     )
     def post(self, request: Request) -> Response:
         validated_data(SchedulerInputSerializer, request.data)
-        return Response({"dispatched": scheduler.queue_dispatch()})
+        body = {"dispatched": scheduler.queue_dispatch()}
+        audit_record(actor=self.actor(request), action="scheduler.process_queue", details=body)
+        return Response(body)
 
 
 class SchedulerResetQuotasApi(AdminApi):
@@ -330,4 +335,6 @@ class SchedulerResetQuotasApi(AdminApi):
         validated_data(SchedulerInputSerializer, request.data)
         reset = scheduler.quotas_reset()
         cleaned = scheduler.runs_purge_expired()
-        return Response({"tenants_reset": reset.tenants_reset, "records_cleaned": cleaned})
+        body = {"tenants_reset": reset.tenants_reset, "records_cleaned": cleaned}
+        audit_record(actor=self.actor(request), action="scheduler.reset_daily_quotas", details=body)
+        return Response(body)

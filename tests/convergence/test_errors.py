@@ -33,6 +33,16 @@ def test_malformed_json_is_400(admin_client) -> None:
     assert "line" not in response.json()["error"]["message"].lower()
 
 
+def test_deeply_nested_json_is_400_not_500(admin_client) -> None:
+    from tenants.models import Tenant
+
+    body = '{"tenant_id": "deep", "description": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = admin_client.post("/api/v1/admin/tenants", data=body, content_type="application/json")
+
+    _assert_envelope(response, 400, "invalid_request")
+    assert not Tenant.objects.filter(tenant_id="deep").exists()
+
+
 def test_body_over_limit_is_413(admin_client, settings) -> None:
     settings.MAX_BODY_BYTES = 2048
     response = admin_client.post(

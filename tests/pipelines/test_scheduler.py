@@ -26,7 +26,7 @@ from pipelines.scheduler import (
 )
 from pipelines.services import schedule_create
 from tenants.actors import Actor
-from tenants.models import Subscription, TenantUsage
+from tenants.models import AuditLog, Subscription, TenantUsage
 from tests.pipelines import scheduler_factories
 from tests.pipelines.scheduler_factories import make_schedules, utc
 
@@ -377,6 +377,11 @@ def test_trigger_endpoint_returns_the_documented_body(acme, admin_client) -> Non
     assert response.status_code == 200
     assert response.json() == {"queued": 2, "skipped": 0}
     assert admin_client.post("/api/v1/scheduler/trigger").json() == {"queued": 0, "skipped": 0}
+    audits = AuditLog.objects.filter(action="scheduler.trigger").order_by("pk")
+    assert [(entry.actor_type, entry.details) for entry in audits] == [
+        ("admin_key", {"queued": 2, "skipped": 0}),
+        ("admin_key", {"queued": 0, "skipped": 0}),
+    ]
 
 
 def test_process_queue_endpoint_returns_the_documented_body(acme, admin_client, sent) -> None:
@@ -387,6 +392,9 @@ def test_process_queue_endpoint_returns_the_documented_body(acme, admin_client, 
 
     assert response.status_code == 200
     assert response.json() == {"dispatched": 1}
+    assert list(
+        AuditLog.objects.filter(action="scheduler.process_queue").values_list("details", flat=True)
+    ) == [{"dispatched": 1}]
 
 
 def test_reset_endpoint_returns_the_documented_body(acme, admin_client) -> None:
@@ -396,6 +404,9 @@ def test_reset_endpoint_returns_the_documented_body(acme, admin_client) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"tenants_reset": 1, "records_cleaned": 0}
+    assert list(
+        AuditLog.objects.filter(action="scheduler.reset_daily_quotas").values_list("details", flat=True)
+    ) == [{"tenants_reset": 1, "records_cleaned": 0}]
 
 
 def test_scheduler_endpoint_rejects_unknown_body_fields_and_does_nothing(acme, admin_client) -> None:
@@ -406,6 +417,7 @@ def test_scheduler_endpoint_rejects_unknown_body_fields_and_does_nothing(acme, a
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {"force": ["Unknown field."]}
     assert not PipelineRun.objects.exists()
+    assert not AuditLog.objects.filter(action__startswith="scheduler.").exists()
 
 
 def test_scheduler_tick_command_ticks_as_of_now(acme) -> None:
