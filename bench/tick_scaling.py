@@ -18,8 +18,7 @@ import datetime as dt
 import time
 
 import benchlib
-from pipeline_overhead import PIPELINE, write_pipeline_config
-from tick_throughput import BATCH, DUE, NOW, TENANTS
+from tick_throughput import BATCH, DUE, NOW, make_schedules, setup_tenants
 
 TARGET = 1.5
 DUE_COUNT = 1_000
@@ -28,41 +27,8 @@ LATER = DUE + dt.timedelta(days=30)
 
 
 def add_idle(count: int) -> None:
-    from pipelines.models import Schedule
-
-    Schedule.objects.bulk_create(
-        (
-            Schedule(
-                tenant_id=TENANTS[index % len(TENANTS)],
-                pipeline=PIPELINE,
-                cron="*/15 * * * *",
-                timezone="UTC",
-                parameters={"date": "yesterday"},
-                enabled=True,
-                next_run_at=LATER,
-                last_run_at=LATER,  # marks the idle ones
-            )
-            for index in range(count)
-        ),
-        batch_size=10_000,
-    )
-
-
-def make_due() -> None:
-    from pipelines.models import Schedule
-
-    Schedule.objects.bulk_create(
-        Schedule(
-            tenant_id=TENANTS[index % len(TENANTS)],
-            pipeline=PIPELINE,
-            cron="*/15 * * * *",
-            timezone="UTC",
-            parameters={"date": "yesterday"},
-            enabled=True,
-            next_run_at=DUE,
-        )
-        for index in range(DUE_COUNT)
-    )
+    # last_run_at = LATER marks the idle ones.
+    make_schedules(count, next_run_at=LATER, last_run_at=LATER, batch_size=10_000)
 
 
 def set_size(size: int) -> None:
@@ -117,11 +83,8 @@ def main() -> int:
     rounds = max(args.rounds, 3)
 
     with benchlib.bench_environment("tickscale"):
-        benchlib.setup_django()
-        write_pipeline_config()
-        for tenant_id in TENANTS:
-            benchlib.create_tenant(tenant_id)
-        make_due()
+        setup_tenants()
+        make_schedules(DUE_COUNT)
         print(
             f"{DUE_COUNT} due schedules in {DUE_COUNT:,} vs {LARGE:,}; {rounds} rounds after a warm-up",
             flush=True,

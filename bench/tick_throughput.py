@@ -61,7 +61,22 @@ RETURNING pipeline_logging_id
 """
 
 
-def make_schedules(count: int) -> None:
+def setup_tenants() -> None:
+    """Django set up, the bench pipeline's config written and the tenants created (SCALE, limits raised)."""
+    benchlib.setup_django()
+    write_pipeline_config()
+    for tenant_id in TENANTS:
+        benchlib.create_tenant(tenant_id)
+
+
+def make_schedules(
+    count: int,
+    *,
+    next_run_at: dt.datetime = DUE,
+    last_run_at: dt.datetime | None = None,
+    batch_size: int = 5000,
+) -> None:
+    """``count`` enabled ``*/15 * * * *`` UTC schedules of the bench pipeline, spread over the tenants."""
     from pipelines.models import Schedule
 
     Schedule.objects.bulk_create(
@@ -73,11 +88,12 @@ def make_schedules(count: int) -> None:
                 timezone="UTC",
                 parameters={"date": "yesterday"},
                 enabled=True,
-                next_run_at=DUE,
+                next_run_at=next_run_at,
+                last_run_at=last_run_at,
             )
             for index in range(count)
         ),
-        batch_size=5000,
+        batch_size=batch_size,
     )
 
 
@@ -136,10 +152,7 @@ def main() -> int:
     rounds = max(args.rounds, 3)
 
     with benchlib.bench_environment("tick"):
-        benchlib.setup_django()
-        write_pipeline_config()
-        for tenant_id in TENANTS:
-            benchlib.create_tenant(tenant_id)
+        setup_tenants()
         make_schedules(args.schedules)
         print(
             f"{args.schedules} due schedules over {len(TENANTS)} tenants, batches of {BATCH}; "

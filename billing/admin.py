@@ -9,10 +9,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from billing.models import BillingSource
+from convergence.admin_mixins import ReadOnlyAdminMixin
 
 
 @admin.register(BillingSource)
-class BillingSourceAdmin(admin.ModelAdmin):
+class BillingSourceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("tenant", "provider", "location", "credential_name", "updated_at")
     list_filter = ("provider",)
     search_fields = ("tenant__tenant_id", "location")
@@ -29,12 +30,3 @@ class BillingSourceAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).defer("credential__encrypted_secret")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from convergence.admin_mixins import ReadOnlyAdminMixin
 from pipelines import scheduler, services
 from pipelines.cron import CronError, next_runs, parse_cron, validate_timezone
 from pipelines.loader import PipelineConfigError, PipelineNotFound
@@ -71,7 +72,7 @@ class DQResultInline(admin.TabularInline):
 
 
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "pipeline_logging_id",
         "tenant",
@@ -115,15 +116,6 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def duration(self, obj: PipelineRun) -> str:
         milliseconds = obj.duration_ms
         return "-" if milliseconds is None else f"{milliseconds / 1000:.1f} s"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Retry selected runs (new run, same parameters)", permissions=["view"])
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.costs import CHART_DAYS, cost_chart, daily_provider_costs, provider_quality
+from convergence.admin_mixins import ReadOnlyAdminMixin
 from convergence.warehouse import WarehouseError
 from tenants import services
 from tenants.actors import Actor
@@ -438,7 +439,7 @@ class AdminKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(CloudCredential)
-class CloudCredentialAdmin(admin.ModelAdmin):
+class CloudCredentialAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Metadata and fingerprint only: the envelope is neither a field nor a column here, and staff
     cannot add or edit credentials (tenants do, through the API, so the secret never crosses the admin)."""
 
@@ -457,18 +458,9 @@ class CloudCredentialAdmin(admin.ModelAdmin):
     def used_by(self, obj: CloudCredential) -> str:
         return ", ".join(sorted(source.provider for source in obj.billing_sources.all())) or "—"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "action",
@@ -495,12 +487,3 @@ class AuditLogAdmin(admin.ModelAdmin):
         "request_id",
         "details",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -11,48 +11,23 @@ import pytest
 from billing.focus.rules import FOCUS_RULES, RULES_BY_ID
 from billing.focus.schema import FOCUS_FIELDS, FOCUS_STAGING_TABLE, FOCUS_STAGING_TABLE_SPEC
 from convergence.warehouse import Field, TableRef, TableSpec
-from pipelines.engine import DQRecord, PipelineOutcome, RunContext, StepStatus, execute
-from pipelines.loader import PipelineConfigError, parse_pipeline
-from pipelines.spec import resolve_parameters
+from pipelines.engine import DQRecord, PipelineOutcome, StepStatus
+from pipelines.loader import Pipeline, PipelineConfigError
+from tests import engine_fixtures
+from tests.engine_fixtures import fresh_dataset, make_configs, run_pipeline, write_pipeline
 
-TENANT = "acme"
 ALL_RULES = [rule.rule_id for rule in FOCUS_RULES]
+
+
+# The fixtures: the tenant's dataset, its FOCUS staging table and the DQ results a run records.
+dataset = engine_fixtures.dataset
+staging = engine_fixtures.staging
+dq_records = engine_fixtures.dq_records
 
 
 @pytest.fixture
 def configs(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "configs"
-    root.mkdir()
-    settings.PIPELINE_CONFIGS_DIR = root
-    return root
-
-
-@pytest.fixture
-def dataset(warehouse: Any, settings: Any) -> str:
-    name = f"{TENANT}_{settings.ENV_SUFFIX}"
-    warehouse.create_dataset(name)
-    return name
-
-
-@pytest.fixture
-def staging(warehouse: Any, dataset: str) -> TableRef:
-    ref = TableRef(dataset, FOCUS_STAGING_TABLE)
-    warehouse.create_table(ref, FOCUS_STAGING_TABLE_SPEC)
-    return ref
-
-
-@pytest.fixture
-def dq_records(monkeypatch: pytest.MonkeyPatch) -> list[DQRecord]:
-    records: list[DQRecord] = []
-    original = RunContext.record_dq
-
-    def capture(self: RunContext, **kwargs: Any) -> DQRecord:
-        record = original(self, **kwargs)
-        records.append(record)
-        return record
-
-    monkeypatch.setattr(RunContext, "record_dq", capture)
-    return records
+    return make_configs(settings, tmp_path)
 
 
 def clean_row(**overrides: Any) -> dict[str, Any]:
@@ -172,10 +147,9 @@ VIOLATIONS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _pipeline(configs: Path, checks: str, extra: str = "") -> Any:
-    path = configs / "gcp" / "focus" / "quality.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+def _pipeline(configs: Path, checks: str, extra: str = "") -> Pipeline:
+    return write_pipeline(
+        configs,
         f"""
 description: FOCUS conformance of the staged rows
 parameters:
@@ -185,14 +159,9 @@ steps:
     ps_type: dq.checks
     table: {{dataset_type: tenant_dataset, table: {FOCUS_STAGING_TABLE}}}
 {extra}    checks:
-{checks}"""
+{checks}""",
+        "gcp/focus/quality",
     )
-    return parse_pipeline("gcp/focus/quality", path)
-
-
-def _run(pipeline: Any, **parameters: Any) -> PipelineOutcome:
-    resolved = resolve_parameters(pipeline.spec.parameters, parameters)
-    return execute(pipeline, tenant_id=TENANT, parameters=resolved, sleep=lambda s: None)
 
 
 def _by_rule(records: list[DQRecord]) -> dict[str, tuple[str, str, str]]:
@@ -210,7 +179,7 @@ ALL_CHECKS = "      - {check: focus_rules}\n"
 
 def test_clean_table_passes_every_rule(configs, warehouse, staging, dq_records) -> None:
     warehouse.insert_rows(staging, [clean_row(), clean_row(BilledCost="2.5", EffectiveCost="2.5")])
-    outcome = _run(_pipeline(configs, ALL_CHECKS))
+    outcome = run_pipeline(_pipeline(configs, ALL_CHECKS))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert [r.check for r in dq_records] == [f"focus_rules.{rule_id}" for rule_id in ALL_RULES]
     assert _by_rule(dq_records) == _passing()
@@ -227,7 +196,7 @@ def test_rule_catches_its_violating_row_and_no_other_rule_fires(
     rule_id, configs, warehouse, staging, dq_records
 ) -> None:
     warehouse.insert_rows(staging, [clean_row(), clean_row(SubAccountId="project-2"), *VIOLATIONS[rule_id]])
-    outcome = _run(_pipeline(configs, ALL_CHECKS))
+    outcome = run_pipeline(_pipeline(configs, ALL_CHECKS))
     rule = RULES_BY_ID[rule_id]
     expected = _passing(rule_id)
     expected[rule_id] = ("FAIL" if rule.severity == "error" else "WARN", rule.severity, "1")
@@ -246,7 +215,7 @@ def test_f01_missing_mandatory_column_fails_and_rules_needing_it_are_skipped(
     schema = tuple(field for field in FOCUS_FIELDS if field.name != "BilledCost")
     warehouse.create_table(TableRef(dataset, FOCUS_STAGING_TABLE), TableSpec(schema=schema))
     warehouse.insert_rows(TableRef(dataset, FOCUS_STAGING_TABLE), [_without(clean_row(), "BilledCost")])
-    outcome = _run(_pipeline(configs, ALL_CHECKS))
+    outcome = run_pipeline(_pipeline(configs, ALL_CHECKS))
     assert outcome.status == StepStatus.FAILED
     results = {r.check: r for r in dq_records}
     f01 = results["focus_rules.F01"]
@@ -263,7 +232,7 @@ def test_f27_column_neither_focus_nor_custom_fails(configs, warehouse, dataset, 
     ref = TableRef(dataset, FOCUS_STAGING_TABLE)
     warehouse.create_table(ref, TableSpec(schema=schema))
     warehouse.insert_rows(ref, [clean_row(cost_center="cc-1", x_cost_center="cc-1")])
-    outcome = _run(_pipeline(configs, ALL_CHECKS))
+    outcome = run_pipeline(_pipeline(configs, ALL_CHECKS))
     assert outcome.status == StepStatus.FAILED
     expected = _passing("F27")
     expected["F27"] = ("FAIL", "error", "1")
@@ -295,7 +264,7 @@ def test_f24_tags_must_be_a_json_object_with_primitive_values(
     tags, fails, configs, warehouse, staging, dq_records
 ) -> None:
     warehouse.insert_rows(staging, [clean_row(Tags=tags)])
-    _run(_pipeline(configs, "      - {check: focus_rules, rules: [F24]}\n"))
+    run_pipeline(_pipeline(configs, "      - {check: focus_rules, rules: [F24]}\n"))
     assert _by_rule(dq_records) == {"F24": ("FAIL", "error", "1") if fails else ("PASS", "error", "0")}
 
 
@@ -314,7 +283,7 @@ def test_rows_outside_the_step_where_are_not_checked(configs, warehouse, staging
         "      - {check: focus_rules, rules: [F06, F08]}\n",
         extra="    where: x_Provider = 'gcp' AND x_ChargeDate = @date\n",
     )
-    outcome = _run(pipeline, date="2024-03-01")
+    outcome = run_pipeline(pipeline, date="2024-03-01")
     assert _by_rule(dq_records) == {"F06": ("PASS", "error", "0"), "F08": ("FAIL", "error", "1")}
     assert outcome.status == StepStatus.FAILED
 
@@ -335,7 +304,7 @@ def test_rule_selection_expands_split_ids_and_overrides_change_severity(
         "        rules: [F11, F05]\n"
         "        severity_overrides: {F05: error, F11: error, F11A: warn}\n"
     )
-    outcome = _run(_pipeline(configs, checks))
+    outcome = run_pipeline(_pipeline(configs, checks))
     assert [(r.check, r.status, r.severity, r.observed) for r in dq_records] == [
         ("conformance.F05", "FAIL", "error", "1"),
         ("conformance.F11A", "PASS", "warn", "0"),
@@ -354,7 +323,7 @@ def test_all_row_and_aggregate_rules_run_in_one_query(configs, warehouse, stagin
         return original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(type(warehouse), "query", recording)
-    outcome = _run(_pipeline(configs, ALL_CHECKS))
+    outcome = run_pipeline(_pipeline(configs, ALL_CHECKS))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert len(sent) == 1
     assert sent[0].count(f"FROM `{staging.dataset}`.`{staging.table}`") == 1
@@ -413,9 +382,7 @@ def _all_violations_outcome(configs: Path, warehouse: Any, dataset_name: str) ->
     warehouse.create_table(ref, FOCUS_STAGING_TABLE_SPEC)
     rows = [clean_row()] + [row for rule_id in sorted(VIOLATIONS) for row in VIOLATIONS[rule_id]]
     warehouse.insert_rows(ref, rows)
-    pipeline = _pipeline(configs, ALL_CHECKS)
-    resolved = resolve_parameters(pipeline.spec.parameters, {})
-    return execute(pipeline, tenant_id=TENANT, parameters=resolved, warehouse=warehouse, sleep=lambda s: None)
+    return run_pipeline(_pipeline(configs, ALL_CHECKS), warehouse)
 
 
 def _every_rule_fires_once() -> dict[str, tuple[str, str, str]]:
@@ -440,12 +407,7 @@ def test_the_bigquery_sql_runs_on_the_bigquery_emulator(
     configs, settings, bigquery_warehouse, dq_records
 ) -> None:
     """The BigQuery text (SAFE.PARSE_JSON, COUNTIF, raw-string regexes) through the BigQuery adapter."""
-    name = f"{TENANT}_{settings.ENV_SUFFIX}"
-    bigquery_warehouse.drop_dataset(name, delete_contents=True)
-    bigquery_warehouse.create_dataset(name)
-    try:
+    with fresh_dataset(bigquery_warehouse, settings) as name:
         outcome = _all_violations_outcome(configs, bigquery_warehouse, name)
-    finally:
-        bigquery_warehouse.drop_dataset(name, delete_contents=True)
     assert outcome.status == StepStatus.FAILED
     assert _by_rule(dq_records) == _every_rule_fires_once()

@@ -4,16 +4,9 @@ PENDING + RUNNING) than its plan's concurrent limit, sampled from a separate con
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -22,72 +15,14 @@ from django.utils import timezone
 from pipelines.models import TERMINAL_STATUSES, PipelineRun, StepLog
 from pipelines.scheduler import queue_dispatch, schedules_tick
 from tenants.models import TenantUsage
-from tests.pipelines import test_worker
+from tests.pipelines import real_workers
+from tests.pipelines.real_workers import wait_for as wait_for  # re-exported for the other worker tests
 from tests.pipelines.scheduler_factories import make_schedules
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-worker_env = test_worker.worker_env  # the fixture: test database, private queue, short lease
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def start_workers(
-    worker_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[int], subprocess.Popen[bytes]]]:
-    """Real worker processes (prefork, prefetch 1) on the test's private queue."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def _start(concurrency: int) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(processes)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.pipelines.worker_launcher",
-                "worker",
-                "-Q",
-                worker_env["CELERY_QUEUE"],
-                "--hostname",
-                f"w{len(processes)}-{os.getpid()}@%h",
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=REPO,
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        processes.append(process)
-        return process
-
-    yield _start
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+worker_env = real_workers.worker_env  # the fixtures: test database, private queue, short lease
+start_workers = real_workers.start_workers  # real worker processes (prefork, prefetch 1)
 
 
 class Sampler(threading.Thread):

@@ -11,11 +11,10 @@ import pytest
 
 from billing.focus.schema import FOCUS_STAGING_TABLE, FOCUS_STAGING_TABLE_SPEC
 from convergence.warehouse import Field, TableRef, TableSpec
-from pipelines.engine import DQRecord, PipelineOutcome, RunContext, StepStatus, execute
-from pipelines.loader import PipelineConfigError, parse_pipeline
-from pipelines.spec import resolve_parameters
-
-TENANT = "acme"
+from pipelines.engine import DQRecord, StepStatus
+from pipelines.loader import Pipeline, PipelineConfigError
+from tests import engine_fixtures
+from tests.engine_fixtures import fresh_dataset, make_configs, run_pipeline, write_pipeline
 
 #: The GCP export's shape where it matters here: FLOAT cost, credits as a repeated record.
 RAW_SCHEMA = [
@@ -29,27 +28,15 @@ RAW_SCHEMA = [
 NET_COST = "cost + IFNULL((SELECT SUM(c.amount) FROM UNNEST(credits) AS c), 0)"
 
 
+# The fixtures: the tenant's dataset, its FOCUS staging table and the DQ results a run records.
+dataset = engine_fixtures.dataset
+staging = engine_fixtures.staging
+dq_records = engine_fixtures.dq_records
+
+
 @pytest.fixture
 def configs(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "configs"
-    (root / "schemas").mkdir(parents=True)
-    (root / "schemas" / "raw_billing.json").write_text(json.dumps(RAW_SCHEMA))
-    settings.PIPELINE_CONFIGS_DIR = root
-    return root
-
-
-@pytest.fixture
-def dataset(warehouse: Any, settings: Any) -> str:
-    name = f"{TENANT}_{settings.ENV_SUFFIX}"
-    warehouse.create_dataset(name)
-    return name
-
-
-@pytest.fixture
-def staging(warehouse: Any, dataset: str) -> TableRef:
-    ref = TableRef(dataset, FOCUS_STAGING_TABLE)
-    warehouse.create_table(ref, FOCUS_STAGING_TABLE_SPEC)
-    return ref
+    return make_configs(settings, tmp_path, {"raw_billing": RAW_SCHEMA})
 
 
 @pytest.fixture
@@ -57,20 +44,6 @@ def raw(warehouse: Any, dataset: str) -> TableRef:
     ref = TableRef(dataset, "raw_billing")
     warehouse.create_table(ref, TableSpec(schema=tuple(Field.from_api_repr(item) for item in RAW_SCHEMA)))
     return ref
-
-
-@pytest.fixture
-def dq_records(monkeypatch: pytest.MonkeyPatch) -> list[DQRecord]:
-    records: list[DQRecord] = []
-    original = RunContext.record_dq
-
-    def capture(self: RunContext, **kwargs: Any) -> DQRecord:
-        record = original(self, **kwargs)
-        records.append(record)
-        return record
-
-    monkeypatch.setattr(RunContext, "record_dq", capture)
-    return records
 
 
 def raw_row(day: str, cost: float, *credits: float) -> dict[str, Any]:
@@ -101,10 +74,9 @@ def _check(**options: Any) -> str:
     return f"      - {json.dumps(keys)}\n"
 
 
-def _pipeline(configs: Path, checks: str, where: str = "x_Provider = 'gcp'") -> Any:
-    path = configs / "gcp" / "focus" / "reconcile.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+def _pipeline(configs: Path, checks: str, where: str = "x_Provider = 'gcp'") -> Pipeline:
+    return write_pipeline(
+        configs,
         f"""
 description: Reconcile the staged FOCUS rows with the raw export
 parameters:
@@ -115,14 +87,9 @@ steps:
     table: {{dataset_type: tenant_dataset, table: {FOCUS_STAGING_TABLE}}}
     where: "{where}"
     checks:
-{checks}"""
+{checks}""",
+        "gcp/focus/reconcile",
     )
-    return parse_pipeline("gcp/focus/reconcile", path)
-
-
-def _run(pipeline: Any, **parameters: Any) -> PipelineOutcome:
-    resolved = resolve_parameters(pipeline.spec.parameters, parameters)
-    return execute(pipeline, tenant_id=TENANT, parameters=resolved, sleep=lambda s: None)
 
 
 def _result(records: list[DQRecord]) -> tuple[str, str, str, str, str]:
@@ -149,7 +116,7 @@ def test_equal_daily_totals_pass_with_credits_netted(configs, warehouse, staging
         ],
         [raw_row("2024-03-01", 10.0, -2.0, -0.25), raw_row("2024-03-02", 0.1), raw_row("2024-03-02", 0.2)],
     )
-    outcome = _run(_pipeline(configs, _check()))
+    outcome = run_pipeline(_pipeline(configs, _check()))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert _result(dq_records) == (
         "reconciliation",
@@ -170,7 +137,7 @@ def test_a_day_off_by_more_than_the_tolerance_fails_naming_that_day(
         [focus_row("2024-03-01", "7.75"), focus_row("2024-03-02", "10.01")],
         [raw_row("2024-03-01", 7.75), raw_row("2024-03-02", 10.0)],
     )
-    outcome = _run(_pipeline(configs, _check()))
+    outcome = run_pipeline(_pipeline(configs, _check()))
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].error == "data quality: 1 check(s) failed: reconciliation"
     assert _result(dq_records) == (
@@ -190,7 +157,7 @@ def test_a_day_missing_from_the_focus_rows_fails(configs, warehouse, staging, ra
         [focus_row("2024-03-01", "7.75")],
         [raw_row("2024-03-01", 7.75), raw_row("2024-03-02", 10.25)],
     )
-    _run(_pipeline(configs, _check()))
+    run_pipeline(_pipeline(configs, _check()))
     assert _result(dq_records)[1:] == (
         "FAIL",
         "2024-03-02: no rows",
@@ -207,7 +174,7 @@ def test_a_day_missing_from_the_raw_export_fails(configs, warehouse, staging, ra
         [focus_row("2024-03-01", "7.75"), focus_row("2024-03-03", "5")],
         [raw_row("2024-03-01", 7.75)],
     )
-    _run(_pipeline(configs, _check()))
+    run_pipeline(_pipeline(configs, _check()))
     assert _result(dq_records)[1:] == (
         "FAIL",
         "2024-03-03: 5.000000000",
@@ -231,7 +198,7 @@ def test_difference_of_exactly_the_tolerance_passes(
     billed, observed, status, configs, warehouse, staging, raw, dq_records
 ) -> None:
     _load(warehouse, staging, raw, [focus_row("2024-03-01", billed)], [raw_row("2024-03-01", 1e9)])
-    _run(_pipeline(configs, _check()))
+    run_pipeline(_pipeline(configs, _check()))
     assert _result(dq_records)[1:4] == (status, f"2024-03-01: {observed}", "1000000000.000000000")
 
 
@@ -240,7 +207,7 @@ def test_a_raw_total_of_zero_needs_exactly_zero(
     billed, status, configs, warehouse, staging, raw, dq_records
 ) -> None:
     _load(warehouse, staging, raw, [focus_row("2024-03-01", billed)], [raw_row("2024-03-01", 5.0, -5.0)])
-    _run(_pipeline(configs, _check()))
+    run_pipeline(_pipeline(configs, _check()))
     assert _result(dq_records)[1] == status
     assert dq_records[0].expected == "0.000000000"
 
@@ -260,18 +227,18 @@ def test_raw_where_and_step_where_limit_both_sides_to_the_run(
         _check(raw_where="DATE(usage_start_time) = @date", severity="warn", name="gcp_net_cost"),
         where="x_Provider = 'gcp' AND x_ChargeDate = @date",
     )
-    outcome = _run(pipeline, date="2024-03-01")
+    outcome = run_pipeline(pipeline, date="2024-03-01")
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert _result(dq_records)[:4] == ("gcp_net_cost", "PASS", "2024-03-01: 4.000000000", "4.000000000")
     dq_records.clear()
-    outcome = _run(pipeline, date="2024-03-02")
+    outcome = run_pipeline(pipeline, date="2024-03-02")
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert _result(dq_records)[:4] == ("gcp_net_cost", "WARN", "2024-03-02: 1.000000000", "2.000000000")
     assert dq_records[0].severity == "warn"
 
 
 def test_no_rows_on_either_side_passes(configs, warehouse, staging, raw, dq_records) -> None:
-    outcome = _run(_pipeline(configs, _check()))
+    outcome = run_pipeline(_pipeline(configs, _check()))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert _result(dq_records)[1:4] == ("PASS", "no rows", "no rows")
 
@@ -280,7 +247,7 @@ def test_unknown_raw_column_fails_the_step_with_a_clear_message(
     configs, warehouse, staging, raw, dq_records
 ) -> None:
     _load(warehouse, staging, raw, [focus_row("2024-03-01", "1")], [raw_row("2024-03-01", 1.0)])
-    outcome = _run(_pipeline(configs, _check(raw_amount="net_cost + cost")))
+    outcome = run_pipeline(_pipeline(configs, _check(raw_amount="net_cost + cost")))
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].error == (
         f"reconciliation: raw_amount reads unknown column(s) net_cost of {raw.dataset}.raw_billing"
@@ -353,11 +320,8 @@ def test_reconciliation_sql_runs_on_the_bigquery_emulator(
     configs, settings, bigquery_warehouse, dq_records
 ) -> None:
     """UNNEST credits, NUMERIC casts of FLOAT costs and the FULL OUTER JOIN through the BigQuery adapter."""
-    name = f"{TENANT}_{settings.ENV_SUFFIX}"
-    bigquery_warehouse.drop_dataset(name, delete_contents=True)
-    bigquery_warehouse.create_dataset(name)
-    staging_ref, raw_ref = TableRef(name, FOCUS_STAGING_TABLE), TableRef(name, "raw_billing")
-    try:
+    with fresh_dataset(bigquery_warehouse, settings) as name:
+        staging_ref, raw_ref = TableRef(name, FOCUS_STAGING_TABLE), TableRef(name, "raw_billing")
         bigquery_warehouse.create_table(staging_ref, FOCUS_STAGING_TABLE_SPEC)
         bigquery_warehouse.create_table(
             raw_ref, TableSpec(schema=tuple(Field.from_api_repr(item) for item in RAW_SCHEMA))
@@ -373,17 +337,7 @@ def test_reconciliation_sql_runs_on_the_bigquery_emulator(
                 raw_row("2024-03-02", 0.2),
             ],
         )
-        pipeline = _pipeline(configs, _check())
-        resolved = resolve_parameters(pipeline.spec.parameters, {})
-        outcome = execute(
-            pipeline,
-            tenant_id=TENANT,
-            parameters=resolved,
-            warehouse=bigquery_warehouse,
-            sleep=lambda s: None,
-        )
-    finally:
-        bigquery_warehouse.drop_dataset(name, delete_contents=True)
+        outcome = run_pipeline(_pipeline(configs, _check()), bigquery_warehouse)
     assert outcome.status == StepStatus.FAILED
     assert _result(dq_records)[1:] == (
         "FAIL",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import pytest
 
 from convergence.warehouse import Field, TableRef, TableSpec
-from pipelines.engine import DQRecord, PipelineOutcome, RunContext, StepStatus, execute
-from pipelines.loader import Pipeline, parse_pipeline
-from pipelines.spec import resolve_parameters
+from pipelines.engine import DQRecord, StepStatus
+from pipelines.loader import Pipeline
+from tests import engine_fixtures
+from tests.engine_fixtures import TENANT, make_configs, run_pipeline, write_pipeline
 
-TENANT = "acme"
 D1, D2 = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
 
 RAW_SCHEMA = (
@@ -43,20 +42,14 @@ DAILY_SQL = (
 )
 
 
+# The fixtures: the tenant's dataset and the DQ results a run records.
+dataset = engine_fixtures.dataset
+dq_records = engine_fixtures.dq_records
+
+
 @pytest.fixture
 def configs(settings: Any, tmp_path: Path) -> Path:
-    root = tmp_path / "configs"
-    (root / "schemas").mkdir(parents=True)
-    (root / "schemas" / "daily_cost.json").write_text(json.dumps(DAILY_SCHEMA))
-    settings.PIPELINE_CONFIGS_DIR = root
-    return root
-
-
-@pytest.fixture
-def dataset(warehouse: Any, settings: Any) -> str:
-    name = f"{TENANT}_{settings.ENV_SUFFIX}"
-    warehouse.create_dataset(name)
-    return name
+    return make_configs(settings, tmp_path, {"daily_cost": DAILY_SCHEMA})
 
 
 @pytest.fixture
@@ -67,31 +60,8 @@ def raw_usage(warehouse: Any, dataset: str) -> TableRef:
     return ref
 
 
-@pytest.fixture
-def dq_records(monkeypatch: pytest.MonkeyPatch) -> list[DQRecord]:
-    """The DQ results recorded during a run (the engine keeps them on its RunContext)."""
-    records: list[DQRecord] = []
-    original = RunContext.record_dq
-
-    def capture(self: RunContext, **kwargs: Any) -> DQRecord:
-        record = original(self, **kwargs)
-        records.append(record)
-        return record
-
-    monkeypatch.setattr(RunContext, "record_dq", capture)
-    return records
-
-
 def _pipeline(configs: Path, text: str, name: str = "gcp/test/example") -> Pipeline:
-    path = configs / f"{name}.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return parse_pipeline(name, path)
-
-
-def _run(pipeline: Pipeline, warehouse: Any = None, **parameters: Any) -> PipelineOutcome:
-    resolved = resolve_parameters(pipeline.spec.parameters, parameters)
-    return execute(pipeline, tenant_id=TENANT, parameters=resolved, warehouse=warehouse, sleep=lambda s: None)
+    return write_pipeline(configs, text, name)
 
 
 def _daily(warehouse: Any, dataset: str, table: str = "daily_cost") -> dict[tuple[str, str], Decimal]:
@@ -152,22 +122,22 @@ class RecordingWarehouse:
 # --- gcp.bq_etl ----------------------------------------------------------------------------------------
 def test_etl_append_adds_rows_each_run(configs, warehouse, dataset, raw_usage) -> None:
     pipeline = _pipeline(configs, _etl("append"))
-    first = _run(pipeline, date="2024-03-01")
+    first = run_pipeline(pipeline, date="2024-03-01")
     assert first.status == StepStatus.COMPLETED
     assert first.steps[0].result.rows_affected == 2
     assert _daily(warehouse, dataset) == {
         ("2024-03-01", "a"): Decimal("3.75"),
         ("2024-03-01", "b"): Decimal("4"),
     }
-    second = _run(pipeline, date="2024-03-01")
+    second = run_pipeline(pipeline, date="2024-03-01")
     assert second.steps[0].result.rows_affected == 2
     assert _summary(warehouse, dataset) == [("2024-03-01", 4, Decimal("15.5"))]
 
 
 def test_etl_truncate_replaces_the_whole_table(configs, warehouse, dataset, raw_usage) -> None:
     pipeline = _pipeline(configs, _etl("truncate"))
-    assert _run(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
-    outcome = _run(pipeline, date="2024-03-02")
+    assert run_pipeline(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
+    outcome = run_pipeline(pipeline, date="2024-03-02")
     assert outcome.status == StepStatus.COMPLETED
     assert outcome.steps[0].result.rows_affected == 2
     assert _daily(warehouse, dataset) == {
@@ -183,12 +153,12 @@ def test_replace_partition_rerun_leaves_counts_and_sums_unchanged(
         configs,
         _etl("replace_partition", ", partition_field: usage_date, schema_file: schemas/daily_cost.json"),
     )
-    assert _run(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
-    assert _run(pipeline, date="2024-03-02").steps[0].result.rows_affected == 2
+    assert run_pipeline(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
+    assert run_pipeline(pipeline, date="2024-03-02").steps[0].result.rows_affected == 2
     before = _summary(warehouse, dataset)
     assert before == [("2024-03-01", 2, Decimal("7.75")), ("2024-03-02", 2, Decimal("10.25"))]
 
-    again = _run(pipeline, date="2024-03-01")
+    again = run_pipeline(pipeline, date="2024-03-01")
     assert again.status == StepStatus.COMPLETED
     assert again.steps[0].result.rows_affected == 2
     assert _summary(warehouse, dataset) == before
@@ -200,10 +170,10 @@ def test_replace_partition_rerun_leaves_counts_and_sums_unchanged(
 
 def test_replace_partition_replaces_only_the_runs_day(configs, warehouse, dataset, raw_usage) -> None:
     pipeline = _pipeline(configs, _etl("replace_partition", ", partition_field: usage_date"))
-    _run(pipeline, date="2024-03-01")
-    _run(pipeline, date="2024-03-02")
+    run_pipeline(pipeline, date="2024-03-01")
+    run_pipeline(pipeline, date="2024-03-02")
     warehouse.query(f"DELETE FROM {dataset}.raw_usage WHERE usage_date = '2024-03-01' AND account = 'b'")
-    outcome = _run(pipeline, date="2024-03-01")
+    outcome = run_pipeline(pipeline, date="2024-03-01")
     assert outcome.steps[0].result.rows_affected == 1
     assert _daily(warehouse, dataset) == {
         ("2024-03-01", "a"): Decimal("3.75"),
@@ -234,9 +204,9 @@ steps:
       replace_predicate: billing_period = @period
 """,
     )
-    assert _run(pipeline, period="2024-03").steps[0].result.rows_affected == 3
-    assert _run(pipeline, period="2024-02").steps[0].result.rows_affected == 1
-    assert _run(pipeline, period="2024-03").steps[0].result.rows_affected == 3
+    assert run_pipeline(pipeline, period="2024-03").steps[0].result.rows_affected == 3
+    assert run_pipeline(pipeline, period="2024-02").steps[0].result.rows_affected == 1
+    assert run_pipeline(pipeline, period="2024-03").steps[0].result.rows_affected == 3
     rows = warehouse.query(
         f"SELECT billing_period, COUNT(*) AS n, SUM(cost) AS total FROM {dataset}.monthly_cost "
         "GROUP BY billing_period ORDER BY billing_period"
@@ -263,8 +233,8 @@ steps:
     destination: {dataset_type: tenant_dataset, table: accounts, write_mode: merge, merge_keys: [account]}
 """,
     )
-    assert _run(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
-    outcome = _run(pipeline, date="2024-03-02")
+    assert run_pipeline(pipeline, date="2024-03-01").steps[0].result.rows_affected == 2
+    outcome = run_pipeline(pipeline, date="2024-03-02")
     assert outcome.status == StepStatus.COMPLETED
     assert outcome.steps[0].result.rows_affected == 2  # a updated, c inserted
     rows = warehouse.query(f"SELECT account, cost, last_seen FROM {dataset}.accounts ORDER BY account").rows
@@ -294,7 +264,7 @@ steps:
 """,
     )
     recorder = RecordingWarehouse(warehouse)
-    outcome = _run(pipeline, warehouse=recorder, account=hostile)
+    outcome = run_pipeline(pipeline, warehouse=recorder, account=hostile)
     assert outcome.status == StepStatus.COMPLETED
     literal = warehouse.query(
         f'''SELECT COUNT(*) AS n FROM {dataset}.raw_usage WHERE account = "x' OR '1'='1"'''
@@ -322,7 +292,7 @@ steps:
     destination: {dataset_type: tenant_dataset, table: out, write_mode: append}
 """,
     )
-    outcome = _run(pipeline)
+    outcome = run_pipeline(pipeline)
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].error == (
         f"SQL refused: SQL references dataset '_validation_tenant_local' (only {dataset} allowed)"
@@ -332,7 +302,7 @@ steps:
 
 def test_warehouse_error_fails_the_step(configs, warehouse, dataset) -> None:
     pipeline = _pipeline(configs, _etl("append"))
-    outcome = _run(pipeline, date="2024-03-01")
+    outcome = run_pipeline(pipeline, date="2024-03-01")
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].attempts == 1
     assert "raw_usage" in outcome.steps[0].error
@@ -372,7 +342,7 @@ def test_load_csv_with_schema_under_a_tenant_folder(configs, sources, warehouse,
     pipeline = _pipeline(
         configs, _load("{tenant_id}/usage.csv", "csv", extra="    schema_file: schemas/daily_cost.json\n")
     )
-    outcome = _run(pipeline)
+    outcome = run_pipeline(pipeline)
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert outcome.steps[0].result.rows_affected == 3
     assert _loaded(warehouse, dataset) == [
@@ -386,8 +356,8 @@ def test_load_ndjson_truncate_keeps_one_copy(configs, sources, warehouse, datase
     path = sources / "usage.ndjson"
     path.write_text('{"account": "a", "units": 3}\n{"account": "b", "units": 4}\n')
     pipeline = _pipeline(configs, _load(f"file://{path}", "ndjson", write_mode="truncate"))
-    assert _run(pipeline).steps[0].result.rows_affected == 2
-    outcome = _run(pipeline)
+    assert run_pipeline(pipeline).steps[0].result.rows_affected == 2
+    outcome = run_pipeline(pipeline)
     assert outcome.steps[0].result.rows_affected == 2
     assert _loaded(warehouse, dataset) == [{"account": "a", "units": 3}, {"account": "b", "units": 4}]
 
@@ -404,7 +374,7 @@ def test_load_parquet(configs, sources, warehouse, dataset) -> None:
     )
     connection.close()
     pipeline = _pipeline(configs, _load("usage.parquet", "parquet"))
-    outcome = _run(pipeline)
+    outcome = run_pipeline(pipeline)
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert outcome.steps[0].result.rows_affected == 3
     assert _loaded(warehouse, dataset) == [
@@ -427,14 +397,14 @@ def test_load_refuses_files_outside_the_source_root(
         "symlink": "link.csv",
     }[how]
     (sources / "link.csv").symlink_to(outside)
-    outcome = _run(_pipeline(configs, _load(uri, "csv")))
+    outcome = run_pipeline(_pipeline(configs, _load(uri, "csv")))
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].error == "source file is outside the allowed source folder (SOURCE_FILE_ROOT)"
     assert not warehouse.table_exists(TableRef(dataset, "loaded"))
 
 
 def test_load_missing_file_fails_without_a_table(configs, sources, warehouse, dataset) -> None:
-    outcome = _run(_pipeline(configs, _load("nope.csv", "csv")))
+    outcome = run_pipeline(_pipeline(configs, _load("nope.csv", "csv")))
     assert outcome.status == StepStatus.FAILED
     assert outcome.steps[0].error == "source file not found"
     assert not warehouse.table_exists(TableRef(dataset, "loaded"))
@@ -503,7 +473,7 @@ def test_every_check_type_passing(configs, warehouse, dataset, daily, dq_records
       - {check: freshness, column: loaded_at, max_age_hours: 24}
       - {check: custom, sql: "SELECT * FROM {tenant_dataset}.daily WHERE cost > 100"}
 """
-    outcome = _run(_pipeline(configs, _dq(checks)))
+    outcome = run_pipeline(_pipeline(configs, _dq(checks)))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert outcome.steps[0].result.outputs == {"checks": 7, "warned": []}
     table = f"{dataset}.daily"
@@ -531,7 +501,7 @@ def test_every_check_type_failing_fails_the_step_and_skips_dependants(
       - {check: freshness, column: loaded_at, max_age_hours: 1}
       - {check: custom, sql: "SELECT * FROM {tenant_dataset}.daily WHERE cost > 1.5"}
 """
-    outcome = _run(_pipeline(configs, _dq(checks, dependant=True)))
+    outcome = run_pipeline(_pipeline(configs, _dq(checks, dependant=True)))
     assert outcome.status == StepStatus.FAILED
     quality, publish = outcome.steps
     assert quality.status == StepStatus.FAILED
@@ -560,7 +530,7 @@ def test_warn_severity_records_warn_and_the_step_completes(
       - {check: row_count, max: 2, severity: warn}
       - {check: not_null, column: usage_date}
 """
-    outcome = _run(_pipeline(configs, _dq(checks, dependant=True)))
+    outcome = run_pipeline(_pipeline(configs, _dq(checks, dependant=True)))
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert [step.status for step in outcome.steps] == [StepStatus.COMPLETED, StepStatus.COMPLETED]
     assert outcome.steps[0].result.outputs == {"checks": 2, "warned": ["row_count"]}
@@ -578,7 +548,7 @@ def test_where_limits_checks_with_a_bound_parameter(configs, warehouse, dataset,
 """
     recorder = RecordingWarehouse(warehouse)
     pipeline = _pipeline(configs, _dq(checks, extra="    where: usage_date = @date\n"))
-    outcome = _run(pipeline, warehouse=recorder, date="2024-03-01")
+    outcome = run_pipeline(pipeline, warehouse=recorder, date="2024-03-01")
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     assert _results(dq_records)[:2] == [
         ("row_count", "PASS", "error", "3", "between 3 and 3"),
@@ -611,7 +581,7 @@ steps:
     checks: [{check: row_count, max: 1}]
 """,
     )
-    outcome = _run(pipeline, warehouse=recorder, account=hostile)
+    outcome = run_pipeline(pipeline, warehouse=recorder, account=hostile)
     assert outcome.status == StepStatus.COMPLETED, outcome.error
     literal = warehouse.query(
         f'''SELECT COUNT(*) AS n FROM {dataset}.daily WHERE account = "x' OR '1'='1"'''
