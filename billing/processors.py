@@ -31,7 +31,7 @@ from billing.focus.normalize import PROVIDER_SQL, normalize_sql
 from billing.focus.schema import FOCUS_COLUMN_NAMES, FOCUS_STAGING_TABLE_SPEC, FOCUS_TABLE_SPEC
 from billing.generators.common import month_last_day, month_start
 from billing.readers import SUFFIXES, ReaderError, raw_fields, read_export
-from convergence.warehouse import FileFormat, ScalarParam, TableRef, TableSpec, WriteMode
+from convergence.warehouse import FileFormat, ScalarParam, TableRef, TableSpec, WarehouseError, WriteMode
 from pipelines.engine import RunContext
 from pipelines.processors.base import Processor, ProcessorConfig, StepError, StepResult
 from pipelines.processors.common import DatasetType, Identifier, quote
@@ -92,7 +92,10 @@ class LandExportProcessor(Processor[LandExportConfig]):
     files named for the day, or every file when none is date-named), read and typed by
     ``billing.readers``, loaded into a scratch table and moved into the raw table with one
     ``replace_partition`` write, so a failure anywhere leaves the previous raw rows. A GCP ``bq`` source
-    is queried for the day instead. Returns the rows landed."""
+    (a BigQuery export table) is queried for the day instead: on a BigQuery warehouse with a client built
+    from the source's own GCP credential (never the server's identity), the rows then loaded like a file
+    source's; on the embedded DuckDB warehouse (development, demo) from the local warehouse. Returns the
+    rows landed."""
 
     config_model = LandExportConfig
 
@@ -119,7 +122,7 @@ class LandExportProcessor(Processor[LandExportConfig]):
         if source.scheme == "bq":
             if provider != "gcp":
                 raise StepError(f"a BigQuery table source is only supported for gcp, not {provider}")
-            rows = self._land_table(context, source.location, raw, day)
+            rows = self._land_table(context, source, raw, spec, day)
         else:
             with tempfile.TemporaryDirectory(prefix="land-") as scratch:
                 files = self._export_files(context, source, Path(scratch), day)
@@ -179,8 +182,22 @@ class LandExportProcessor(Processor[LandExportConfig]):
             except ReaderError as exc:
                 raise StepError(f"cannot read the {provider} export: {exc}") from None
         combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return self._land_arrow(context, provider, combined, raw, spec, day, scratch)
+
+    def _land_arrow(
+        self,
+        context: RunContext,
+        provider: str,
+        table: pa.Table,
+        raw: TableRef,
+        spec: TableSpec,
+        day: dt.date,
+        scratch: Path,
+    ) -> int:
+        """Stage ``table`` as Parquet, load it into a scratch table and move the period's rows into
+        ``raw`` with one ``replace_partition`` write."""
         staged = scratch / "landing.parquet"
-        pq.write_table(combined, staged)
+        pq.write_table(table, staged)
         scratch_ref = TableRef(raw.dataset, f"_land_{provider}_{uuid.uuid4().hex}")
         params = {"date": ScalarParam("DATE", day)}
         period = PROVIDER_SQL[provider].raw_period
@@ -218,25 +235,70 @@ class LandExportProcessor(Processor[LandExportConfig]):
             context.warehouse.drop_table(scratch_ref, not_found_ok=True)
         return result.rows_affected or 0
 
-    def _land_table(self, context: RunContext, location: str, raw: TableRef, day: dt.date) -> int:
-        from billing.sources import table_location
+    def _land_table(
+        self, context: RunContext, source: object, raw: TableRef, spec: TableSpec, day: dt.date
+    ) -> int:
+        """Land the day's rows of a GCP export table.
 
+        On a BigQuery warehouse the table is read with a client built from the source's GCP credential
+        (the tenant's service account key) in the table's project: the server's own identity may read
+        tables of other customers (or the operator's own billing export), so it is never used for this
+        read. A source without a credential is refused (``StepError``, not retryable). The rows are
+        fetched as Arrow and loaded like a file source's.
+
+        On the embedded DuckDB warehouse (development and demo: one operator, no cloud identities) the
+        table is the local table ``dataset.table`` (the project part is ignored) read through the
+        warehouse itself; a credential is optional and unused.
+        Convergence's own datasets are refused on both (``table_location``)."""
+        from billing import sources
+
+        assert isinstance(source, sources.ResolvedSource)
+        tenant_id = context.tenant_id
+        assert tenant_id is not None
         try:
-            table = table_location(location)
+            table = sources.table_location(source.location)
         except ValueError as exc:
             raise StepError(f"the gcp source location is not valid: {exc}") from None
         period = PROVIDER_SQL["gcp"].raw_period
-        columns = ", ".join(quote(field.name) for field in raw_fields("gcp"))
-        source_sql = f"{quote(table.project)}.{quote(table.dataset)}.{quote(table.table)}"
-        result = context.warehouse.query_to_table(
-            f"SELECT {columns} FROM {source_sql} WHERE {period}",
-            raw,
-            params={"date": ScalarParam("DATE", day)},
-            write_mode=WriteMode.REPLACE_PARTITION,
-            replace_predicate=period,
-            labels=context.labels,
-        )
-        return result.rows_affected or 0
+        params = {"date": ScalarParam("DATE", day)}
+        if context.warehouse.kind != "bigquery":
+            # The embedded warehouse has no projects: the table is dataset.table there (as the sample
+            # export command loads it), whatever project the location names.
+            columns = ", ".join(quote(field.name) for field in spec.schema)
+            source_sql = f"{quote(table.dataset)}.{quote(table.table)}"
+            result = context.warehouse.query_to_table(
+                f"SELECT {columns} FROM {source_sql} WHERE {period}",
+                raw,
+                params=params,
+                write_mode=WriteMode.REPLACE_PARTITION,
+                replace_predicate=period,
+                labels=context.labels,
+            )
+            return result.rows_affected or 0
+        if source.credential_id is None:
+            raise StepError(
+                "a BigQuery table source needs a gcp credential: set credential_id on the gcp source "
+                f"(PUT /api/v1/tenants/{tenant_id}/sources/gcp)"
+            )
+        try:
+            secret = sources.credential_secret(tenant_id=tenant_id, credential_id=source.credential_id)
+        except sources.SourceError as exc:
+            raise StepError(str(exc), retryable=exc.retryable) from None
+        try:
+            rows = context.warehouse.read_table_as_tenant(
+                table=f"{table.project}.{table.dataset}.{table.table}",
+                columns=[field.name for field in spec.schema],
+                where=period,
+                params=params,
+                service_account_info=secret,
+                labels=context.labels,
+            )
+        except WarehouseError as exc:
+            raise StepError(exc.message, retryable=exc.retryable) from None
+        finally:
+            del secret
+        with tempfile.TemporaryDirectory(prefix="land-") as scratch:
+            return self._land_arrow(context, "gcp", rows, raw, spec, day, Path(scratch))
 
 
 def _manifest_files(manifest: Path, data: list[Path]) -> list[Path]:

@@ -19,9 +19,10 @@ def source_upsert(
     clears it).
 
     ``InvalidSource`` keyed by ``location`` (see ``billing.sources.location_validate``) or
-    ``credential_id`` (not this tenant's credential, another provider's, or missing for an object store
-    whose reads must use the tenant's own identity, never the server's). The credential row is locked
-    so a concurrent ``credential_delete`` cannot remove it while this source starts using it."""
+    ``credential_id`` (not this tenant's credential, another provider's, or missing for an object store,
+    or for a BigQuery table on a BigQuery warehouse, whose reads must use the tenant's own identity, never
+    the server's; on the embedded DuckDB warehouse a table source needs no credential). The credential
+    row is locked so a concurrent ``credential_delete`` cannot remove it while this source starts using it."""
     scheme = location_validate(tenant_id=tenant.tenant_id, provider=provider, location=location)
     credential = None
     if credential_id is not None:
@@ -36,9 +37,8 @@ def source_upsert(
                 {"credential_id": [f"Credential {credential_id} is a {credential.provider} credential"]}
             )
     elif scheme_needs_credential(scheme):
-        raise InvalidSource(
-            {"credential_id": [f"An {scheme}:// source needs a credential of provider {provider}"]}
-        )
+        kind = "A BigQuery table" if scheme == "bq" else f"An {scheme}://"
+        raise InvalidSource({"credential_id": [f"{kind} source needs a credential of provider {provider}"]})
     source, created = BillingSource.objects.update_or_create(
         tenant=tenant, provider=provider, defaults={"location": location, "credential": credential}
     )

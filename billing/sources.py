@@ -8,8 +8,11 @@ A source location is one of
 - ``s3://bucket/prefix`` (AWS), read with boto3 against AWS or the configured ``AWS_S3_ENDPOINT_URL``;
 - ``az://container/prefix``, ``https://{account}.blob.core.windows.net/container/prefix`` or
   ``{AZURE_BLOB_ENDPOINT}/{account}/container/prefix`` (Azure), read with azure-storage-blob;
-- ``project.dataset.table`` (GCP): the billing export table in the warehouse (scheme ``bq``), never one
-  of Convergence's own datasets.
+- ``project.dataset.table`` (GCP): the BigQuery billing export table (scheme ``bq``), never one of
+  Convergence's own datasets. On a BigQuery warehouse it needs a GCP credential of the same tenant (a
+  service account key) and is read with a client built from that key, never with the server's identity
+  (which may read other customers' exports). On the embedded DuckDB warehouse (development and demo: one
+  operator, no cloud identities) the table is read from the local warehouse and a credential is optional.
 
 Endpoints are never taken from tenants: an object store is reached only at the provider's public
 endpoint or the emulator endpoint configured in settings. boto3 and azure-storage-blob are imported
@@ -322,10 +325,18 @@ def location_validate(*, tenant_id: str, provider: str, location: str) -> str:
     return scheme
 
 
+def warehouse_is_bigquery() -> bool:
+    """True when the configured warehouse (``WAREHOUSE_URL``) is BigQuery."""
+    return urlsplit(settings.WAREHOUSE_URL).scheme == "bigquery"
+
+
 def scheme_needs_credential(scheme: str) -> bool:
     """Object stores need the tenant's own credential: without one the SDKs would fall back to the
-    server's ambient cloud identity and read with our permissions instead of the tenant's."""
-    return scheme in {"s3", "az"}
+    server's ambient cloud identity and read with our permissions instead of the tenant's. So does a
+    BigQuery table on a BigQuery warehouse (the server's service account could read any table it has
+    access to, such as another customer's export); on the embedded DuckDB warehouse a table source is a
+    local table and needs none."""
+    return scheme in {"s3", "az"} or (scheme == "bq" and warehouse_is_bigquery())
 
 
 # --- secrets --------------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$"
 
@@ -256,6 +259,23 @@ class Warehouse(ABC):
     def insert_rows(self, ref: TableRef, rows: Iterable[Mapping[str, Any]]) -> int:
         """Append rows (dicts keyed by column) to an existing table. Returns the count inserted.
         A row that does not fit the schema raises ``WarehouseError`` and nothing is inserted."""
+
+    def read_table_as_tenant(
+        self,
+        *,
+        table: str,
+        columns: Sequence[str],
+        where: str,
+        params: Params | None,
+        service_account_info: Mapping[str, Any],
+        labels: JobLabels | None = None,
+    ) -> pa.Table:
+        """Read ``SELECT columns FROM table WHERE where`` (``table`` is ``project.dataset.table``, outside
+        this warehouse's own datasets) with a client built from the tenant's service account key
+        ``service_account_info``, never with the server's identity, and return the rows as Arrow. Only the
+        BigQuery backend can do this; the others raise ``WarehouseError``. Errors carry messages safe to
+        show the tenant (no SQL, no key material)."""
+        raise WarehouseError(f"the {self.kind or 'configured'} warehouse cannot read tables as a tenant")
 
     # --- lifecycle ----------------------------------------------------------------------------------
     @abstractmethod

@@ -46,6 +46,7 @@ from convergence.warehouse.base import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from google.cloud import bigquery
 
 logger = logging.getLogger(__name__)
@@ -305,6 +306,129 @@ def _translated() -> Iterator[None]:
         raise
     except Exception as exc:
         raise translate_error(exc) from None
+
+
+# --- reads with a tenant's own identity ----------------------------------------------------------------
+_GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_DATASET = re.compile(r"[A-Za-z0-9_]{1,1024}")
+#: Reasons of a 403 that clear with time (quota), not a missing permission.
+_RETRYABLE_REASONS = frozenset({"rateLimitExceeded", "backendError", "jobRateLimitExceeded"})
+
+
+def tenant_credentials(service_account_info: Mapping[str, Any], *, endpoint: str | None = None) -> Any:
+    """``google.oauth2.service_account.Credentials`` from a tenant's service account key. A key the
+    library cannot load (malformed PEM, missing fields) is a ``WarehouseError``, not retryable.
+
+    With ``endpoint`` (the emulator) the credentials sign their own JWT locally instead of exchanging it
+    at Google's token endpoint: the emulator ignores auth, but the tenant's private key is still loaded
+    and used, and no request leaves for Google."""
+    from google.oauth2 import service_account
+
+    try:
+        credentials = service_account.Credentials.from_service_account_info(dict(service_account_info))
+    except Exception:  # MalformedError, ValueError, KeyError...: never echo key material
+        raise WarehouseError("the GCP credential is not a usable service account key") from None
+    if endpoint:
+        credentials = credentials.with_always_use_jwt_access(True)
+    return credentials
+
+
+def tenant_client(
+    *, project: str, service_account_info: Mapping[str, Any], endpoint: str | None = None
+) -> bigquery.Client:
+    """A BigQuery client acting as the tenant's service account in ``project`` (jobs run and are billed
+    there). Never the server's ambient identity: the credentials are always given explicitly."""
+    from google.cloud import bigquery
+
+    credentials = tenant_credentials(service_account_info, endpoint=endpoint)
+    options = {"api_endpoint": endpoint} if endpoint else None
+    with _translated():
+        return bigquery.Client(project=project, credentials=credentials, client_options=options)
+
+
+def _split_table(table: str) -> tuple[str, str, str]:
+    parts = table.split(".")
+    if (
+        len(parts) != 3
+        or not _GCP_PROJECT.fullmatch(parts[0])
+        or not _DATASET.fullmatch(parts[1])
+        or not _IDENTIFIER.fullmatch(parts[2])
+    ):
+        raise WarehouseError("the table must be a BigQuery table project.dataset.table")
+    return parts[0], parts[1], parts[2]
+
+
+def _tenant_read_error(exc: BaseException, table: str) -> WarehouseError:
+    """A tenant-safe error for a read of ``table`` with the tenant's credential: the table name (theirs)
+    and BigQuery's reason, never the SQL, the endpoint or key material."""
+    import google.auth.exceptions
+    from google.api_core import exceptions as api_exceptions
+
+    if isinstance(exc, api_exceptions.NotFound):
+        return NotFoundError(f"the table {table} does not exist or the GCP credential cannot see it")
+    if isinstance(exc, api_exceptions.Forbidden):
+        reasons = {str(error.get("reason")) for error in (exc.errors or []) if isinstance(error, Mapping)}
+        if reasons & _RETRYABLE_REASONS:
+            return WarehouseError(f"BigQuery is throttling reads of {table}; try again later", retryable=True)
+        return WarehouseError(f"the GCP credential cannot read {table}")
+    if isinstance(exc, api_exceptions.Unauthorized):
+        return WarehouseError("the GCP credential was refused by Google (deleted or disabled key?)")
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return WarehouseError(
+            "the GCP credential was refused by Google (deleted or disabled key?)",
+            retryable=bool(getattr(exc, "retryable", False)),
+        )
+    translated = translate_error(exc)
+    if translated.retryable:
+        return WarehouseError(
+            f"BigQuery could not be reached to read {table}; try again later", retryable=True
+        )
+    if isinstance(exc, api_exceptions.BadRequest):
+        return WarehouseError(f"the query of {table} failed: {translated.message}")
+    return WarehouseError(f"reading {table} failed: {translated.message}")
+
+
+def read_table_as_tenant(
+    *,
+    table: str,
+    columns: Sequence[str],
+    where: str,
+    params: Params | None,
+    service_account_info: Mapping[str, Any],
+    endpoint: str | None = None,
+    labels: JobLabels | None = None,
+    max_bytes_billed: int | None = None,
+) -> pa.Table:
+    """``SELECT columns FROM `project`.`dataset`.`table` WHERE where`` run as the tenant's service
+    account (``tenant_client``, project = the table's project), fetched as Arrow over the REST API (no
+    BigQuery Storage client). ``where`` is BigQuery SQL written by the caller; values go in ``params``.
+    ``WarehouseError`` with a tenant-safe message: a missing permission is not retryable, the network
+    and throttling are."""
+    from google.cloud import bigquery
+
+    project, dataset, name = _split_table(table)
+    selected = ", ".join(f"`{_check_identifier(column, 'column')}`" for column in columns)
+    sql = f"SELECT {selected} FROM `{project}`.`{dataset}`.`{name}` WHERE {where}"
+    config = bigquery.QueryJobConfig(use_legacy_sql=False)
+    config.query_parameters = [query_parameter(key, value) for key, value in (params or {}).items()]
+    config.labels = _labels(labels)
+    if max_bytes_billed is not None:
+        config.maximum_bytes_billed = max_bytes_billed
+    client = tenant_client(project=project, service_account_info=service_account_info, endpoint=endpoint)
+    retry = BigQueryWarehouse._retry()
+    job_retry = BigQueryWarehouse._job_retry()
+    try:
+        job = client.query(sql, job_config=config, retry=retry, job_retry=job_retry)
+        logger.debug("bigquery tenant read job %s", job.job_id, extra={"labels": config.labels})
+        rows = job.result(retry=retry, job_retry=job_retry)
+        arrow: pa.Table = rows.to_arrow(create_bqstorage_client=False)
+    except WarehouseError:
+        raise
+    except Exception as exc:  # mapped to a tenant-safe WarehouseError
+        raise _tenant_read_error(exc, table) from None
+    finally:
+        client.close()
+    return arrow
 
 
 # --- the backend ------------------------------------------------------------------------------------------
@@ -708,6 +832,30 @@ class BigQueryWarehouse(Warehouse):
             logger.debug("bigquery load job %s", job.job_id, extra={"labels": config.labels})
             job.result(retry=self._retry())
         return QueryResult(rows_affected=job.output_rows, sql="")
+
+    def read_table_as_tenant(
+        self,
+        *,
+        table: str,
+        columns: Sequence[str],
+        where: str,
+        params: Params | None,
+        service_account_info: Mapping[str, Any],
+        labels: JobLabels | None = None,
+    ) -> pa.Table:
+        """See ``read_table_as_tenant`` (module level): the tenant's client, at this warehouse's API
+        endpoint (the emulator's when set), with this warehouse's byte cap. The server's own client is not
+        used."""
+        return read_table_as_tenant(
+            table=table,
+            columns=columns,
+            where=where,
+            params=params,
+            service_account_info=service_account_info,
+            endpoint=self.api_endpoint,
+            labels=labels,
+            max_bytes_billed=self.max_bytes_billed,
+        )
 
     def insert_rows(self, ref: TableRef, rows: Iterable[Mapping[str, Any]]) -> int:
         """Append through an NDJSON load job rather than streaming inserts: a load job is atomic, so a bad

@@ -287,3 +287,203 @@ def test_publish_of_a_run_whose_staged_rows_were_replaced_writes_nothing(tenant:
 
     assert _count(warehouse, "focus_costs", "gcp") == published_rows
     assert _published(warehouse, "gcp") == expected
+
+
+# --- GCP export table sources ("bq") ---------------------------------------------------------------------
+
+
+def _gcp_export_into(warehouse: Any, ref: Any, tmp_path: Path, start: dt.date, end: dt.date) -> Any:
+    """Load a generated GCP export for ``start``..``end`` into the export table ``ref``; its summary."""
+    from billing.generators.gcp import GCP_BILLING_EXPORT_SCHEMA
+    from convergence.warehouse import Field, FileFormat, TableSpec
+
+    summary = write_gcp(generate_gcp(start, end, 12, seed=7), tmp_path / "export")
+    spec = TableSpec(schema=tuple(Field.from_api_repr(field) for field in GCP_BILLING_EXPORT_SCHEMA))
+    warehouse.create_dataset(ref.dataset, exists_ok=True)
+    for path in summary.files:
+        warehouse.load_file(str(path), ref, file_format=FileFormat.NDJSON, spec=spec)
+    return summary
+
+
+def _raw_rows(warehouse: Any, table_sql: str, day: dt.date) -> list[str]:
+    """The raw columns of ``day``'s rows, each as canonical JSON, sorted: comparable across tables."""
+    import json
+
+    from billing.readers import raw_fields
+    from convergence.warehouse import ScalarParam
+
+    columns = ", ".join(f"`{field.name}`" for field in raw_fields("gcp"))
+    rows = warehouse.query(
+        f"SELECT {columns} FROM {table_sql} WHERE DATE(usage_start_time) = @date",
+        {"date": ScalarParam("DATE", day)},
+    ).rows
+    return sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)
+
+
+def test_gcp_table_source_on_duckdb_reads_the_local_table_without_a_credential(
+    tenant: Any, warehouse: Any, tmp_path: Path
+) -> None:
+    """The embedded warehouse (development, demo) keeps reading a table source from itself."""
+    from convergence.warehouse import TableRef
+
+    export = TableRef("billing_export", "gcp_billing_export_v1_test")
+    summary = _gcp_export_into(
+        warehouse, export, tmp_path, DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
+    )
+    source_upsert(
+        tenant=tenant,
+        actor=Actor.system("test"),
+        provider="gcp",
+        location="acme-billing.billing_export.gcp_billing_export_v1_test",
+    )
+
+    outcome = _run("gcp", DAY)
+
+    assert outcome.status == StepStatus.COMPLETED, outcome.error
+    assert outcome.outputs("land")["rows"] == 12
+    assert _raw_rows(warehouse, f"`{_dataset()}`.`gcp_billing_export`", DAY) == _raw_rows(
+        warehouse, f"`{export.dataset}`.`{export.table}`", DAY
+    )
+    assert _published(warehouse, "gcp") == {DAY: summary.net_cost_by_day[DAY]}
+
+
+@pytest.fixture
+def bq_tenant(settings: Any, bq_emulator: str, bigquery_warehouse: Any, make_tenant: Any) -> Any:
+    """A tenant on a BigQuery warehouse (the session's emulator), with its dataset there."""
+    import uuid
+
+    from convergence.warehouse import get_warehouse
+    from tests.bq_emulator import PROJECT
+
+    settings.WAREHOUSE_URL = f"bigquery://{PROJECT}"
+    settings.BIGQUERY_API_ENDPOINT = bq_emulator
+    get_warehouse.cache_clear()
+    created, _raw_key = make_tenant(f"bq{uuid.uuid4().hex[:10]}")
+    try:
+        yield created
+    finally:
+        bigquery_warehouse.drop_dataset(created.dataset_id, delete_contents=True)
+        get_warehouse.cache_clear()
+
+
+@pytest.fixture
+def bq_export(bigquery_warehouse: Any, tmp_path: Path) -> Any:
+    """A GCP billing export table on the emulator (outside any Convergence dataset): 3 days, 12 rows each."""
+    import uuid
+
+    from convergence.warehouse import TableRef
+
+    ref = TableRef(f"billing_export_{uuid.uuid4().hex[:8]}", "gcp_billing_export_v1_0123")
+    summary = _gcp_export_into(
+        bigquery_warehouse, ref, tmp_path, DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
+    )
+    try:
+        yield ref, summary
+    finally:
+        bigquery_warehouse.drop_dataset(ref.dataset, delete_contents=True)
+
+
+def _run_for(tenant: Any, provider: str, day: dt.date) -> PipelineOutcome:
+    pipeline = load_pipeline(PIPELINES[provider])
+    parameters = resolve_parameters(pipeline.spec.parameters, {"date": day.isoformat()})
+    return execute(pipeline, tenant_id=tenant.tenant_id, parameters=parameters, sleep=lambda seconds: None)
+
+
+@pytest.mark.bigquery
+def test_gcp_table_source_on_bigquery_is_read_with_the_tenants_credential(
+    bq_tenant: Any, bq_export: Any, bigquery_warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convergence.warehouse import bigquery
+    from tenants.services import credential_create
+    from tests.bq_emulator import PROJECT
+    from tests.convergence.test_warehouse_tenant_read import gcp_service_account
+
+    export, summary = bq_export
+    location = f"{PROJECT}.{export.dataset}.{export.table}"
+    secret = gcp_service_account(
+        f"billing@{bq_tenant.tenant_id.replace('_', '-')}-costs.iam.gserviceaccount.com"
+    )
+    credential = credential_create(
+        tenant=bq_tenant, actor=Actor.system("test"), provider="gcp", name="billing", secret=secret
+    )
+    source_upsert(
+        tenant=bq_tenant,
+        actor=Actor.system("test"),
+        provider="gcp",
+        location=location,
+        credential_id=credential.pk,
+    )
+    # Spy on the tenant clients built and on every SQL text the server's own client runs.
+    tenant_clients: list[Any] = []
+    server_sql: list[str] = []
+    build, run = bigquery.tenant_client, bigquery.BigQueryWarehouse._run
+
+    def spy_build(**kwargs: Any) -> Any:
+        tenant_clients.append(build(**kwargs))
+        return tenant_clients[-1]
+
+    def spy_run(self: Any, sql: str, config: Any) -> Any:
+        server_sql.append(sql)
+        return run(self, sql, config)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bigquery, "tenant_client", spy_build)
+        patch.setattr(bigquery.BigQueryWarehouse, "_run", spy_run)
+        outcome = _run_for(bq_tenant, "gcp", DAY)
+
+    land = outcome.steps[0]
+    assert land.step_id == "land"
+    assert land.status == StepStatus.COMPLETED, land.error
+    assert outcome.outputs("land")["rows"] == 12
+    raw = f"`{bq_tenant.dataset_id}`.`gcp_billing_export`"
+    expected = _raw_rows(bigquery_warehouse, f"`{export.dataset}`.`{export.table}`", DAY)
+    assert len(expected) == 12
+    assert _raw_rows(bigquery_warehouse, raw, DAY) == expected
+    total = bigquery_warehouse.query(f"SELECT COUNT(*) AS n FROM {raw}").rows[0]["n"]
+    assert total == 12  # only the run's day, not the export's other days
+    # The export was read by one client built from the tenant's key, in the table's project; the server's
+    # client never named the export's dataset.
+    assert [client._credentials.service_account_email for client in tenant_clients] == [
+        secret["client_email"]
+    ]
+    assert [client.project for client in tenant_clients] == [PROJECT]
+    assert server_sql, "the server client still writes the tenant's raw table"
+    assert not [sql for sql in server_sql if export.dataset in sql]
+    # And the rest of the pipeline publishes exactly the generator's net cost of the day.
+    assert outcome.status == StepStatus.COMPLETED, outcome.error
+    published = bigquery_warehouse.query(
+        f"SELECT SUM(BilledCost) AS billed FROM `{bq_tenant.dataset_id}`.`focus_costs` "
+        "WHERE x_Provider = 'gcp'"
+    ).rows
+    assert published == [{"billed": summary.net_cost_by_day[DAY]}]
+
+
+@pytest.mark.bigquery
+def test_gcp_table_source_on_bigquery_without_a_credential_fails_landing(
+    bq_tenant: Any, bq_export: Any, bigquery_warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table source stored without a credential (before this rule, or while the server ran DuckDB) is
+    not read with the server's identity: the land step fails, not retryably, and reads nothing."""
+    from billing.models import BillingSource
+    from convergence.warehouse import bigquery
+    from tests.bq_emulator import PROJECT
+
+    export, _summary = bq_export
+    BillingSource.objects.create(
+        tenant=bq_tenant, provider="gcp", location=f"{PROJECT}.{export.dataset}.{export.table}"
+    )
+    server_sql: list[str] = []
+    run = bigquery.BigQueryWarehouse._run
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            bigquery.BigQueryWarehouse,
+            "_run",
+            lambda self, sql, config: server_sql.append(sql) or run(self, sql, config),
+        )
+        outcome = _run_for(bq_tenant, "gcp", DAY)
+
+    land = outcome.steps[0]
+    assert land.status == StepStatus.FAILED
+    assert "a BigQuery table source needs a gcp credential" in (land.error or "")
+    assert land.attempts == 1
+    assert not [sql for sql in server_sql if export.dataset in sql]

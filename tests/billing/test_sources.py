@@ -20,6 +20,7 @@ from billing.sources import (
 from tenants.actors import Actor
 from tenants.models import AuditLog
 from tenants.services import credential_create
+from tests.convergence.test_warehouse_tenant_read import gcp_service_account
 from tests.object_stores import AWS_TEST_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +37,7 @@ def acme(make_tenant: Any, tenant_client: Any, source_file_root: Path) -> Any:
 def _credential(tenant_id: str, provider: str, name: str = "main") -> int:
     from tenants.models import Tenant
 
-    secret = {"aws": AWS_TEST_SECRET, "azure": AZURE_SECRET}[provider]
+    secret = {"aws": AWS_TEST_SECRET, "azure": AZURE_SECRET, "gcp": gcp_service_account()}[provider]
     return credential_create(
         tenant=Tenant.objects.get(pk=tenant_id),
         actor=Actor.system("test"),
@@ -109,6 +110,40 @@ def test_gcp_export_table_is_accepted(acme: Any) -> None:
 
     assert response.status_code == 200, response.content
     assert resolve_source(tenant_id="acme", provider="gcp") == ResolvedSource("gcp", location, "bq", None)
+
+
+def test_gcp_export_table_on_a_bigquery_warehouse_needs_a_credential(acme: Any, settings: Any) -> None:
+    """On BigQuery the table is read with the tenant's own service account: without one the server's
+    identity would read it (and any other table it can reach), so the source is refused."""
+    settings.WAREHOUSE_URL = "bigquery://convergence-prod?location=EU"
+    location = "acme-billing.billing_export.gcp_billing_export_v1_012345_6789AB_CDEF01"
+
+    _assert_invalid(
+        _put(acme, "gcp", location),
+        "credential_id",
+        "A BigQuery table source needs a credential of provider gcp",
+    )
+
+
+def test_gcp_export_table_on_a_bigquery_warehouse_with_a_gcp_credential_is_accepted(
+    acme: Any, settings: Any
+) -> None:
+    settings.WAREHOUSE_URL = "bigquery://convergence-prod?location=EU"
+    location = "acme-billing.billing_export.gcp_billing_export_v1_012345_6789AB_CDEF01"
+    credential_id = _credential("acme", "gcp")
+    aws_credential = _credential("acme", "aws")
+
+    wrong = _put(acme, "gcp", location, aws_credential)
+    response = _put(acme, "gcp", location, credential_id)
+
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["details"] == {
+        "credential_id": [f"Credential {aws_credential} is a aws credential"]
+    }
+    assert response.status_code == 200, response.content
+    assert resolve_source(tenant_id="acme", provider="gcp") == ResolvedSource(
+        "gcp", location, "bq", credential_id
+    )
 
 
 def test_list_shows_own_sources_in_provider_order(
