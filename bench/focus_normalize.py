@@ -7,9 +7,11 @@ reader and loaded into the tenant's ``gcp_billing_export`` through the adapter.
 
 Numerator, per run: ``run_create`` + ``run_execute`` of a one-step pipeline (``focus.normalize`` into
 ``focus_costs_staging``, replace_partition on the provider's day). Denominator, per run: ``duckdb.connect``,
-BEGIN, DELETE the day's staging rows, INSERT the normalization SELECT as the adapter transpiles it (the
-credits sum in the fast ``list_sum(list_transform(...))`` form, which is what the DuckDB backend
-produces from the BigQuery ``(SELECT SUM(c.amount) FROM UNNEST(credits) AS c)``), COMMIT, close.
+BEGIN, DELETE the day's staging rows, INSERT the normalization SELECT as the adapter transpiles it, COMMIT,
+close. That is the same SQL the processor runs, in the fast DuckDB form the transpile produces: the credits
+sum as ``list_sum(list_transform(...))`` (from ``(SELECT SUM(c.amount) FROM UNNEST(credits) AS c)``) and
+the Tags JSON as ``list_aggregate(list_transform(...), 'string_agg', ',')`` (from ``(SELECT STRING_AGG(...)
+FROM UNNEST(...) AS t WITH OFFSET AS o)``); the bench refuses to run if either correlated form is left.
 
 Peak memory: the peak RSS of a child process that sets up Django and runs one pipeline run, next to
 a child that only sets up Django and opens the warehouse (the baseline).
@@ -110,8 +112,11 @@ def direct_sql(dataset: str) -> tuple[str, str]:
     from convergence.warehouse.duckdb import transpile
 
     select = transpile(normalize_sql("gcp", f"`{dataset}`.`gcp_billing_export`")).sql
-    if "LIST_SUM(LIST_TRANSFORM(" not in select.upper():
+    upper = select.upper()
+    if "LIST_SUM(LIST_TRANSFORM(" not in upper:
         raise RuntimeError("the transpiled normalization lost the list_sum credits form")
+    if "LIST_AGGREGATE(LIST_TRANSFORM(" not in upper or "UNNEST" in upper:
+        raise RuntimeError("the transpiled normalization lost the list_aggregate Tags form")
     delete = transpile(
         f"DELETE FROM {dataset}.focus_costs_staging WHERE {PROVIDER_SQL['gcp'].focus_period}"
     ).sql

@@ -28,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import sqlglot
+from sqlglot import exp
+
 from billing.focus.schema import FOCUS_FIELDS, FOCUS_VERSION
 
 # --- lookup tables (domain.md §2.5: FOCUS ServiceCategory, one value per ServiceName) ------------------
@@ -199,19 +202,21 @@ def _lookup(expression: str, table: Mapping[str, str], default: str | None) -> s
 
 
 def _tags_json(array: str) -> str:
-    """A JSON object text from an ``ARRAY<STRUCT<key, value>>`` (NULL when empty), keys in array order.
+    """A JSON object text from an ``ARRAY<STRUCT<key, value>>`` (NULL when empty), keys in array order:
+    ``{"k":"v",...}``, each key and value exactly as ``TO_JSON_STRING`` writes it, a NULL value as ``null``.
 
-    Written as a rewrite of ``TO_JSON_STRING(array)`` (``[{"key":"k","value":"v"},...]`` →
-    ``{"k":"v",...}``) with one regular expression over whole JSON string tokens, instead of the usual
-    correlated ``(SELECT STRING_AGG(...) FROM UNNEST(array))``: both engines produce the same compact JSON
-    text, and on DuckDB this form is about 5x faster (it dominated the normalization's run time)."""
-    text = f"TO_JSON_STRING({array})"
-    string = r'"(?:[^"\\]|\\.)*"'
-    pattern = r"r'\{\"key\":(" + string + r"),\"value\":(" + string + r"|null)\}'"
-    return (
-        f"CASE WHEN ARRAY_LENGTH({array}) > 0 THEN CONCAT('{{', REGEXP_REPLACE(SUBSTR({text}, 2, "
-        f"LENGTH({text}) - 2), {pattern}, " + r"r'\1:\2'" + "), '}') END"
+    One ``STRING_AGG`` over the array in offset order. The DuckDB backend rewrites this shape to
+    ``list_aggregate(list_transform(...), 'string_agg', ',')`` (no correlated join), which is ~4x faster
+    there than the earlier ``REGEXP_REPLACE`` over ``TO_JSON_STRING(array)`` and gives the same text.
+    ``IFNULL(..., 'null')`` is a no-op on BigQuery (``TO_JSON_STRING(NULL)`` is ``'null'``) but not on
+    DuckDB (``to_json(NULL)`` is NULL). A NULL element or one without a key (never in an export) is written
+    whole, as ``TO_JSON_STRING`` writes it, which is what the regular-expression form left in place."""
+    entry = (
+        "IF(t.key IS NULL, IFNULL(TO_JSON_STRING(t), 'null'), "
+        "CONCAT(TO_JSON_STRING(t.key), ':', IFNULL(TO_JSON_STRING(t.value), 'null')))"
     )
+    aggregate = f"SELECT STRING_AGG({entry}, ',' ORDER BY o) FROM UNNEST({array}) AS t WITH OFFSET AS o"
+    return f"CONCAT('{{', ({aggregate}), '}}')"
 
 
 @dataclass(frozen=True)
@@ -577,5 +582,9 @@ def normalize_sql(provider: str, raw_table: str) -> str:
 
 
 def _qualify(predicate: str) -> str:
-    """The raw-period predicate with its first column prefixed by the row alias ``r.``."""
-    return "r." + predicate
+    """The raw-period predicate with every column qualified by the row alias ``r`` (GCP's
+    ``DATE(usage_start_time) = @date`` → ``DATE(r.usage_start_time) = @date``)."""
+    condition = sqlglot.parse_one(predicate, read="bigquery", into=exp.Condition)
+    for column in condition.find_all(exp.Column):
+        column.set("table", exp.to_identifier("r"))
+    return condition.sql(dialect="bigquery")

@@ -14,7 +14,10 @@ Adapter-owned differences from BigQuery (see shared/reference/bq-emulators.md):
 - The session time zone is UTC, so DATE(timestamp) and TIMESTAMP literals mean what BigQuery means.
 - JSON given as a string on insert/load is parsed, as BigQuery does.
 - ``(SELECT SUM(c.x) FROM UNNEST(arr) AS c)`` becomes ``list_sum(list_transform(arr, lambda c: c.x))``,
-  about 5x faster on DuckDB (DESIGN.md "Performance").
+  about 5x faster on DuckDB (DESIGN.md "Performance"), and ``(SELECT STRING_AGG(<expr of t>, sep
+  [ORDER BY o]) FROM UNNEST(arr) AS t [WITH OFFSET AS o])`` becomes
+  ``list_aggregate(list_transform(arr, lambda t: <expr>), 'string_agg', sep)`` (same NULL and order
+  semantics, no correlated join).
 - Partitioning and clustering have no DuckDB equivalent; they live in ``_convergence_meta.tables`` so
   ``describe_table`` round-trips them.
 """
@@ -145,7 +148,7 @@ def transpile(sql: str) -> Statement:
         node.name for node in tree.find_all(exp.Parameter) if isinstance(node.this, exp.Var)
     )
     _fix_numeric_types(tree)
-    _rewrite_unnest_sums(tree)
+    _rewrite_unnest_aggregates(tree)
     _cast_date_functions(tree)
     _drop_project_qualifier(tree)
     try:
@@ -202,16 +205,22 @@ def _drop_project_qualifier(tree: exp.Expr) -> None:
             table.set("catalog", None)
 
 
-def _rewrite_unnest_sums(tree: exp.Expr) -> None:
+def _rewrite_unnest_aggregates(tree: exp.Expr) -> None:
     for subquery in list(tree.find_all(exp.Subquery)):
-        replacement = _list_sum_form(subquery)
+        replacement = _list_aggregate_form(subquery)
         if replacement is not None:
             subquery.replace(replacement)
 
 
-def _list_sum_form(subquery: exp.Subquery) -> exp.Expression | None:
-    """``(SELECT SUM(c.f) FROM UNNEST(arr) AS c)`` → ``list_sum(list_transform(arr, lambda c: c.f))``,
-    or None when the subquery is not exactly that shape."""
+def _list_aggregate_form(subquery: exp.Subquery) -> exp.Expression | None:
+    """A scalar aggregate over one aliased ``UNNEST`` as a DuckDB list function (no correlated join),
+    or None when the subquery is not exactly one of these shapes:
+
+    - ``(SELECT SUM(c.f) FROM UNNEST(arr) AS c)`` → ``list_sum(list_transform(arr, lambda c: c.f))``;
+    - ``(SELECT STRING_AGG(<expr of t>, sep [ORDER BY o]) FROM UNNEST(arr) AS t [WITH OFFSET AS o])`` →
+      ``list_aggregate(list_transform(arr, lambda t: <expr>), 'string_agg', sep)``: list order is the
+      offset order, NULL values are skipped and an empty or all-NULL input gives NULL, as in BigQuery.
+      ``<expr>`` may only read ``t`` (no outer columns, offset, subqueries or aggregates)."""
     # Only a scalar subquery can become a scalar expression (not a derived table, IN or EXISTS).
     if subquery.args.get("alias") is not None or isinstance(
         subquery.parent, exp.From | exp.Join | exp.Lateral | exp.In | exp.Exists
@@ -239,11 +248,9 @@ def _list_sum_form(subquery: exp.Subquery) -> exp.Expression | None:
     aggregate = select.expressions[0]
     if isinstance(aggregate, exp.Alias):
         aggregate = aggregate.this
-    if not isinstance(aggregate, exp.Sum):
-        return None
     from_clause = select.args.get("from_") or select.args.get("from")
     unnest = from_clause.this if isinstance(from_clause, exp.From) else None
-    if not isinstance(unnest, exp.Unnest) or len(unnest.expressions) != 1 or unnest.args.get("offset"):
+    if not isinstance(unnest, exp.Unnest) or len(unnest.expressions) != 1:
         return None
     alias = unnest.args.get("alias")
     if not isinstance(alias, exp.TableAlias):
@@ -252,15 +259,72 @@ def _list_sum_form(subquery: exp.Subquery) -> exp.Expression | None:
     if len(alias_names) != 1:
         return None
     element = alias_names[0]
-    column = aggregate.this
-    if not isinstance(column, exp.Column) or column.table != element or column.args.get("db") is not None:
+    offset = unnest.args.get("offset")
+    array = unnest.expressions[0].copy()
+    if isinstance(aggregate, exp.Sum) and not offset:
+        column = aggregate.this
+        if not isinstance(column, exp.Column) or column.table != element or column.args.get("db") is not None:
+            return None
+        body = exp.Dot(this=exp.to_identifier(element), expression=column.this.copy())
+        return exp.Anonymous(this="list_sum", expressions=[_list_transform(array, element, body)])
+    if isinstance(aggregate, exp.GroupConcat):
+        return _string_agg_form(aggregate, array, element, offset)
+    return None
+
+
+def _string_agg_form(
+    aggregate: exp.GroupConcat, array: exp.Expression, element: str, offset: exp.Expression | None
+) -> exp.Expression | None:
+    value = aggregate.this
+    if isinstance(value, exp.Order):
+        # Only the offset order, ascending, which is list order.
+        offset_name = offset.name if isinstance(offset, exp.Identifier) else None
+        keys = value.expressions
+        if (
+            offset_name is None
+            or len(keys) != 1
+            or not isinstance(keys[0], exp.Ordered)
+            or keys[0].args.get("desc")
+            or not isinstance(keys[0].this, exp.Column)
+            or keys[0].this.table
+            or keys[0].this.name != offset_name
+        ):
+            return None
+        value = value.this
+    separator = aggregate.args.get("separator")
+    if separator is None:
+        separator = exp.Literal.string(",")
+    elif not isinstance(separator, exp.Literal) or not separator.is_string:
         return None
-    body = exp.Dot(this=exp.to_identifier(element), expression=column.this.copy())
-    transform = exp.Transform(
-        this=unnest.expressions[0].copy(),
-        expression=exp.Lambda(this=body, expressions=[exp.to_identifier(element)]),
+    for node in value.walk():
+        if isinstance(
+            node,
+            exp.Subquery
+            | exp.Select
+            | exp.AggFunc
+            | exp.Window
+            | exp.Parameter
+            | exp.Distinct
+            | exp.Order
+            | exp.Limit
+            | exp.IgnoreNulls
+            | exp.RespectNulls,
+        ):
+            return None
+        if isinstance(node, exp.Column) and (node.table or node.name) != element:
+            return None
+        if isinstance(node, exp.Column) and node.args.get("db") is not None:
+            return None
+    transform = _list_transform(array, element, value.copy())
+    return exp.Anonymous(
+        this="list_aggregate", expressions=[transform, exp.Literal.string("string_agg"), separator.copy()]
     )
-    return exp.Anonymous(this="list_sum", expressions=[transform])
+
+
+def _list_transform(array: exp.Expression, element: str, body: exp.Expression) -> exp.Transform:
+    return exp.Transform(
+        this=array, expression=exp.Lambda(this=body, expressions=[exp.to_identifier(element)])
+    )
 
 
 # --- types ------------------------------------------------------------------------------------------

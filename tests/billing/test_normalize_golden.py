@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from billing.readers import read_export
 from tests.billing.golden import RUN_ID, land, normalize
 
@@ -341,3 +343,42 @@ def test_azure_ea_cost_variant_normalizes_to_the_expected_focus_rows(warehouse: 
             "ServiceCategory": "Compute",
         },
     )
+
+
+@pytest.mark.bigquery
+@pytest.mark.parametrize(
+    ("provider", "name", "day"),
+    [
+        ("gcp", "20250531.ndjson", dt.date(2025, 5, 31)),
+        ("aws", "cur.csv", dt.date(2023, 11, 20)),
+        ("azure", "part_0_0001.csv", dt.date(2023, 9, 15)),
+    ],
+)
+def test_normalization_sql_runs_as_written_on_bigquery_with_the_same_rows(
+    bigquery_warehouse: Any, provider: str, name: str, day: dt.date, tmp_path: Path
+) -> None:
+    """The BigQuery backend runs the normalization SQL as written (no transpile): on the emulator it gives
+    the rows the DuckDB backend gives from its transpiled, rewritten form (Tags text included)."""
+    from convergence.warehouse.duckdb import DuckDBWarehouse
+
+    text = {"gcp": GCP_EXPORT, "aws": AWS_LEGACY_CSV, "azure": AZURE_EA_CSV}[provider]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    export = read_export(provider, path)
+    embedded = DuckDBWarehouse(":memory:")
+    try:
+        expected = normalize(embedded, provider, land(embedded, provider, export, tmp_path), day)
+    finally:
+        embedded.close()
+    try:
+        actual = normalize(
+            bigquery_warehouse, provider, land(bigquery_warehouse, provider, export, tmp_path), day
+        )
+    finally:
+        bigquery_warehouse.drop_dataset("golden", delete_contents=True)
+
+    def key(row: dict[str, Any]) -> tuple[str, str]:
+        return (str(row["x_CostType"]), str(row["BilledCost"]))
+
+    assert len(expected) >= 2
+    assert sorted(actual, key=key) == sorted(expected, key=key)
