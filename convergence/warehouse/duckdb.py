@@ -11,6 +11,7 @@ Adapter-owned differences from BigQuery (see shared/reference/bq-emulators.md):
 - NUMERIC and BIGNUMERIC are DECIMAL(38,9): sqlglot's default DECIMAL is (18,3) and truncates, and
   DuckDB has no wider decimal than 38 digits, so BIGNUMERIC keeps NUMERIC's range and scale.
 - DATE_TRUNC / DATE_ADD / DATE_SUB return DATE (DuckDB returns TIMESTAMP).
+- COUNTIF is 0 over no rows or only NULL conditions, as on BigQuery (DuckDB's COUNT_IF is NULL there).
 - The session time zone is UTC, so DATE(timestamp) and TIMESTAMP literals mean what BigQuery means.
 - JSON given as a string on insert/load is parsed, as BigQuery does.
 - ``(SELECT SUM(c.x) FROM UNNEST(arr) AS c)`` becomes ``list_sum(list_transform(arr, lambda c: c.x))``,
@@ -150,6 +151,7 @@ def transpile(sql: str) -> Statement:
     _fix_numeric_types(tree)
     _rewrite_unnest_aggregates(tree)
     _cast_date_functions(tree)
+    _zero_empty_countif(tree)
     _drop_project_qualifier(tree)
     try:
         text = tree.sql(dialect="duckdb")
@@ -196,6 +198,14 @@ def _cast_date_functions(tree: exp.Expr) -> None:
         cast = exp.Cast(to=exp.DataType.build("DATE"))
         node.replace(cast)
         cast.set("this", node)
+
+
+def _zero_empty_countif(tree: exp.Expr) -> None:
+    # COALESCE(COUNT_IF(x), 0); a windowed COUNTIF is wrapped as a whole (COALESCE(... OVER (...), 0)).
+    for node in list(tree.find_all(exp.CountIf)):
+        target = node.parent if isinstance(node.parent, exp.Window) else node
+        coalesce = exp.Coalesce(this=target.copy(), expressions=[exp.Literal.number(0)])
+        target.replace(coalesce)
 
 
 def _drop_project_qualifier(tree: exp.Expr) -> None:

@@ -536,11 +536,8 @@ def _focus_rules_sql(scope: CheckScope, counted: list[tuple[FocusRule, str]]) ->
     ctes = [f"scoped AS (SELECT * FROM {scope.table_sql}{scope.filtered()})"]
     sources: list[str] = []
     columns: list[str] = []
-    # COALESCE: DuckDB's COUNT_IF is NULL when every condition is NULL, BigQuery's COUNTIF is 0.
     row_counts = [
-        f"COUNTIF(COALESCE(({condition}), FALSE)) AS rule_{rule.rule_id}"
-        for rule, condition in counted
-        if rule.kind == "row"
+        f"COUNTIF({condition}) AS rule_{rule.rule_id}" for rule, condition in counted if rule.kind == "row"
     ]
     if row_counts:
         ctes.append(f"row_rules AS (SELECT {', '.join(row_counts)} FROM scoped)")

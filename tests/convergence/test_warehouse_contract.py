@@ -1123,3 +1123,13 @@ def write_parquet(path: Path, columns: dict[str, tuple[str, list[Any]]]) -> None
     )
     body += footer + struct.pack("<I", len(footer)) + b"PAR1"
     path.write_bytes(bytes(body))
+
+
+def test_countif_is_zero_over_no_rows_and_null_conditions(warehouse: Warehouse, billing: TableRef) -> None:
+    rows = warehouse.query(
+        f"SELECT COUNTIF(sequence > 100) AS none_true, "
+        f"(SELECT COUNTIF(sequence > 0) FROM {billing} WHERE FALSE) AS no_rows, "
+        f"COUNTIF(CAST(NULL AS BOOL)) AS all_null, COUNTIF(sequence > 1) AS some "
+        f"FROM {billing}"
+    ).rows
+    assert rows == [{"none_true": 0, "no_rows": 0, "all_null": 0, "some": 2}]
