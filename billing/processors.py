@@ -32,6 +32,7 @@ from billing.focus.schema import FOCUS_COLUMN_NAMES, FOCUS_STAGING_TABLE_SPEC, F
 from billing.generators.common import month_last_day, month_start
 from billing.readers import SUFFIXES, ReaderError, raw_fields, read_export
 from convergence.warehouse import FileFormat, ScalarParam, TableRef, TableSpec, WarehouseError, WriteMode
+from convergence.warehouse.base import Params
 from pipelines.engine import RunContext
 from pipelines.processors.base import Processor, ProcessorConfig, StepError, StepResult
 from pipelines.processors.common import DatasetType, Identifier, quote
@@ -80,6 +81,23 @@ class LandExportConfig(ProcessorConfig):
 
     identifier_fields = ("destination.table",)
     dataset_fields = ("destination.dataset_type",)
+
+
+def _replace_period(
+    context: RunContext, source_sql: str, raw: TableRef, spec: TableSpec, period: str, params: Params
+) -> int:
+    """Replace the run's period (``period``, a raw-table predicate) in ``raw`` with the matching rows of
+    ``source_sql`` (a table expression), in one ``replace_partition`` write; the rows written."""
+    columns = ", ".join(quote(field.name) for field in spec.schema)
+    result = context.warehouse.query_to_table(
+        f"SELECT {columns} FROM {source_sql} WHERE {period}",
+        raw,
+        params=params,
+        write_mode=WriteMode.REPLACE_PARTITION,
+        replace_predicate=period,
+        labels=context.labels,
+    )
+    return result.rows_affected or 0
 
 
 class LandExportProcessor(Processor[LandExportConfig]):
@@ -222,18 +240,9 @@ class LandExportProcessor(Processor[LandExportConfig]):
                         f"the {provider} export for {day:%Y-%m} holds {outside} row(s) of another billing "
                         f"period"
                     )
-            columns = ", ".join(quote(field.name) for field in spec.schema)
-            result = context.warehouse.query_to_table(
-                f"SELECT {columns} FROM {_table_sql(scratch_ref)} WHERE {period}",
-                raw,
-                params=params,
-                write_mode=WriteMode.REPLACE_PARTITION,
-                replace_predicate=period,
-                labels=context.labels,
-            )
+            return _replace_period(context, _table_sql(scratch_ref), raw, spec, period, params)
         finally:
             context.warehouse.drop_table(scratch_ref, not_found_ok=True)
-        return result.rows_affected or 0
 
     def _land_table(
         self, context: RunContext, source: object, raw: TableRef, spec: TableSpec, day: dt.date
@@ -264,17 +273,8 @@ class LandExportProcessor(Processor[LandExportConfig]):
         if context.warehouse.kind != "bigquery":
             # The embedded warehouse has no projects: the table is dataset.table there (as the sample
             # export command loads it), whatever project the location names.
-            columns = ", ".join(quote(field.name) for field in spec.schema)
             source_sql = f"{quote(table.dataset)}.{quote(table.table)}"
-            result = context.warehouse.query_to_table(
-                f"SELECT {columns} FROM {source_sql} WHERE {period}",
-                raw,
-                params=params,
-                write_mode=WriteMode.REPLACE_PARTITION,
-                replace_predicate=period,
-                labels=context.labels,
-            )
-            return result.rows_affected or 0
+            return _replace_period(context, source_sql, raw, spec, period, params)
         if source.credential_id is None:
             raise StepError(
                 "a BigQuery table source needs a gcp credential: set credential_id on the gcp source "

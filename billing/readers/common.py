@@ -121,15 +121,8 @@ class CellParser:
     def decimal(self, column: str, value: str | None) -> Decimal | None:
         """An exact decimal (E-notation allowed: ``1.0E-6``, ``5.64902E-05``, ``5e-06``) rounded to NUMERIC's
         9 decimals half away from zero."""
-        if value is None or value.strip() == "":
-            return None
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise self.fail(column, value, "a number") from None
-        if not number.is_finite():
-            raise self.fail(column, value, "a finite number")
-        return number.quantize(NUMERIC_STEP, rounding=ROUND_HALF_UP)
+        number = self.exact(column, value)
+        return None if number is None else number.quantize(NUMERIC_STEP, rounding=ROUND_HALF_UP)
 
     def exact(self, column: str, value: str | None) -> Decimal | None:
         """An exact decimal, not rounded (for FLOAT64 columns: converted by the caller)."""
