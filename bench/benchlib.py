@@ -7,6 +7,7 @@ Nothing here writes into the repository. Override the service locations with ``B
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,6 +150,29 @@ def create_tenant(tenant_id: str, *, plan: str = "SCALE", unlimited: bool = True
 
 
 # --- statistics and output ------------------------------------------------------------------------------
+def timed_run(tenant: Any, pipeline: str, day: dt.date) -> float:
+    """One pipeline run for ``day`` created and executed in this process (no quota, no broker), as the
+    pipeline side of a benchmark; returns its seconds. A run that does not complete is an error."""
+    from pipelines.models import PipelineRun, RunStatus
+    from pipelines.services import run_create, run_execute
+    from tenants.actors import Actor
+
+    started = time.perf_counter()
+    run, _usage = run_create(
+        tenant=tenant,
+        pipeline_name=pipeline,
+        parameters={"date": day.isoformat()},
+        actor=Actor.system("bench"),
+        enforce_quota=False,
+        enqueue=False,
+    )
+    status = run_execute(run_id=str(run.pk))
+    elapsed = time.perf_counter() - started
+    if status != RunStatus.COMPLETED:
+        raise RuntimeError(f"bench run ended {status}: {PipelineRun.objects.get(pk=run.pk).error}")
+    return elapsed
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 

@@ -86,24 +86,7 @@ def generate_export(dataset: str) -> tuple[int, float]:
 
 
 def run_pipeline(tenant: Any) -> float:
-    from pipelines.models import PipelineRun, RunStatus
-    from pipelines.services import run_create, run_execute
-    from tenants.actors import Actor
-
-    started = time.perf_counter()
-    run, _usage = run_create(
-        tenant=tenant,
-        pipeline_name=PIPELINE,
-        parameters={"date": DAY.isoformat()},
-        actor=Actor.system("bench"),
-        enforce_quota=False,
-        enqueue=False,
-    )
-    status = run_execute(run_id=str(run.pk))
-    elapsed = time.perf_counter() - started
-    if status != RunStatus.COMPLETED:
-        raise RuntimeError(f"bench run ended {status}: {PipelineRun.objects.get(pk=run.pk).error}")
-    return elapsed
+    return benchlib.timed_run(tenant, PIPELINE, DAY)
 
 
 def direct_sql(dataset: str) -> tuple[str, str]:

@@ -149,25 +149,7 @@ def generate_export(dataset: str) -> tuple[int, float]:
 
 def run_pipeline(tenant: Any, day: dt.date) -> float:
     """The numerator: create and execute one run; returns seconds."""
-    from pipelines.models import RunStatus
-    from pipelines.services import run_create, run_execute
-    from tenants.actors import Actor
-
-    started = time.perf_counter()
-    run, _usage = run_create(
-        tenant=tenant,
-        pipeline_name=PIPELINE,
-        parameters={"date": day.isoformat()},
-        actor=Actor.system("bench"),
-        enforce_quota=False,
-        enqueue=False,
-    )
-    status = run_execute(run_id=str(run.pk))
-    elapsed = time.perf_counter() - started
-    if status != RunStatus.COMPLETED:
-        run.refresh_from_db()
-        raise RuntimeError(f"bench run ended {status}: {run.error}")
-    return elapsed
+    return benchlib.timed_run(tenant, PIPELINE, day)
 
 
 def run_direct(path: str, dataset: str, day: dt.date) -> float:
