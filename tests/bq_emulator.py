@@ -32,7 +32,8 @@ PROJECT = "test-project"
 READY_TIMEOUT_S = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a test server started next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -80,9 +81,9 @@ def bq_emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Em
     data_dir = base / "data"
     data_dir.mkdir()
     log_path = base / "emulator.log"
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     while grpc_port == port:
-        grpc_port = _free_port()
+        grpc_port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     environment = {**os.environ, "HOME": str(EMULATOR_HOME)}
     # The emulator's own venv must win over whatever venv runs pytest.

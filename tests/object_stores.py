@@ -4,16 +4,14 @@
   boto3 exactly as AWS would be. Its state is reset before each test that uses it.
 - Azure Blob: Azurite (npm package ``azurite``) installed into ``.azurite/`` by ``.ci/install-azurite.sh``
   (``make azurite``; ``make test`` depends on it), run as a child process with a throwaway data folder.
-  Tests use Azurite's well-known development account ``devstoreaccount1``. A missing install skips those
-  tests with the reason, except under ``CI=true`` or ``REQUIRE_REAL_FIXTURES=1``, where it fails them.
+  Tests use Azurite's well-known development account ``devstoreaccount1``. A missing install fails the
+  tests that need it, naming the command that installs it (as the BigQuery emulator does): never a skip.
 
 The function-scoped fixtures point ``AWS_S3_ENDPOINT_URL`` / ``AZURE_BLOB_ENDPOINT`` at the servers, as a
 deployment against an emulator would."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.bq_emulator import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 AZURITE_DIR = REPO / ".azurite"
@@ -40,16 +40,6 @@ AWS_TEST_SECRET = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _require_real() -> bool:
-    return os.environ.get("CI", "").lower() == "true" or os.environ.get("REQUIRE_REAL_FIXTURES") == "1"
-
-
 # --- S3 (moto server) -----------------------------------------------------------------------------
 
 
@@ -58,7 +48,7 @@ def moto_server() -> Iterator[str]:
     """A moto S3 server for the session; yields its endpoint ``http://127.0.0.1:PORT``."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
@@ -118,12 +108,12 @@ def _azurite_ready(endpoint: str) -> bool:
 def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's blob service for the session; yields its endpoint ``http://127.0.0.1:PORT``."""
     if not AZURITE_BIN.exists():
-        message = f"Azurite is not installed in {AZURITE_DIR}: run `make azurite` (.ci/install-azurite.sh)"
-        if _require_real():
-            pytest.fail(message + " (required under CI=true / REQUIRE_REAL_FIXTURES=1)", pytrace=False)
-        pytest.skip(message)
+        pytest.fail(
+            f"Azurite is not installed in {AZURITE_DIR}: run `make azurite` (.ci/install-azurite.sh)",
+            pytrace=False,
+        )
     base = tmp_path_factory.mktemp("azurite")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log_path = base / "azurite.log"
     with log_path.open("wb") as log:
